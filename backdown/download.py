@@ -1,0 +1,132 @@
+"""Carry out a download (restore) plan into a local folder.
+
+Each file is written to a temporary beside its target, given the server's time and then
+os.replace()d into place, so a reader never sees half a file under the real name. A local
+file that differs is set aside under <target>/.backdown-replaced/<UTC time>/<path> unless
+--overwrite. Names from the server were checked by the walk; every path is checked again to
+stay inside the target folder.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+from backdown.errors import BackdownError
+from backdown.filters import REPLACED_DIR
+from backdown.plan import Action, Item, Plan
+from backdown.progress import Subscriber
+from backdown.smbfs import LocalFileError, RemoteFileError, SmbSession
+from backdown.transfer import Failure, Meter, MeteredWriter
+from backdown.upload import local_path, temp_name
+from backdown.walk import rjoin
+
+
+class UnsafePath(RemoteFileError):
+    """A server-supplied path would land outside the target folder."""
+
+
+def inside(root_real: str, path: str) -> bool:
+    """Whether path (its folder resolved through symlinks) lies inside root_real."""
+    parent = os.path.realpath(os.path.dirname(path))
+    return parent == root_real or parent.startswith(root_real + os.sep)
+
+
+@dataclass
+class Downloader:
+    """Puts files from a remote folder into a local folder, one call per file per worker."""
+
+    target_root: str
+    remote_root: str
+    stamp: str
+    meter: Meter
+    subscriber: Subscriber
+    cancel: threading.Event
+    overwrite: bool = False
+    set_aside_count: int = 0
+    resumed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._root_real = os.path.realpath(self.target_root)
+
+    def checked_path(self, rel: str) -> str:
+        path = local_path(self.target_root, rel)
+        if not inside(self._root_real, path):
+            raise UnsafePath("refused: this path would be written outside the target folder")
+        return path
+
+    def download(self, session: SmbSession, item: Item, attempt: int) -> None:
+        src = item.src
+        assert src is not None
+        dest = self.checked_path(src.path)
+        temp = self.checked_path(temp_name(src.path, src))
+        offset = _partial_size(temp, src.size)
+        if offset:
+            with self._lock:
+                self.resumed += 1
+        self.subscriber.on_file_start(src.path, src.size)
+        try:
+            with open(temp, "ab" if offset else "wb") as f:
+                session.get_file(
+                    rjoin(self.remote_root, src.path),
+                    MeteredWriter(f, self.meter, self.cancel),
+                    offset,
+                    src.size,
+                )
+            size = os.path.getsize(temp)
+            if size != src.size:
+                raise RemoteFileError("changed on the server during the restore; run it again")
+            os.utime(temp, ns=(int(src.mtime * 1e9), int(src.mtime * 1e9)))
+            if item.action is Action.CHANGED and not self.overwrite:
+                self._set_aside(src.path, dest)
+            os.replace(temp, dest)
+        except OSError as exc:
+            raise LocalFileError(f"cannot write local file: {exc.strerror or exc}") from None
+
+    def _set_aside(self, rel: str, dest: str) -> None:
+        if not os.path.lexists(dest):
+            return
+        keep = local_path(os.path.join(self.target_root, REPLACED_DIR, self.stamp), rel)
+        os.makedirs(os.path.dirname(keep), exist_ok=True)
+        os.replace(dest, keep)
+        with self._lock:
+            self.set_aside_count += 1
+
+
+def _partial_size(temp: str, full: int) -> int:
+    """How much of a temporary an earlier run left that can be continued (0: start over)."""
+    try:
+        size = os.path.getsize(temp)
+    except OSError:
+        return 0
+    return size if size <= full else 0
+
+
+def create_local_folders(downloader: Downloader, plan: Plan) -> tuple[int, list[Failure]]:
+    """Create the target and the plan's missing local folders (empty ones too)."""
+    created, failures = 0, []
+    try:
+        os.makedirs(downloader.target_root, exist_ok=True)
+    except OSError as exc:
+        raise BackdownError(
+            f"cannot create the target folder {downloader.target_root}: {exc.strerror}; "
+            "choose another with --to"
+        ) from None
+    for rel in plan.mkdirs:
+        try:
+            os.makedirs(downloader.checked_path(rel), exist_ok=True)
+            created += 1
+        except (OSError, UnsafePath) as exc:
+            failures.append(Failure(rel + "/", getattr(exc, "strerror", None) or str(exc)))
+    return created, failures
+
+
+def remove_stale_partials(target_root: str, partials: dict[str, int], keep: set[str]) -> None:
+    for rel in partials:
+        if rel not in keep:
+            try:
+                os.remove(local_path(target_root, rel))
+            except OSError:
+                pass

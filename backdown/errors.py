@@ -1,0 +1,82 @@
+"""BackDown's errors and exit codes: the one place that knows which failure means which code."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Process exit codes, as documented in the README."""
+
+    SUCCESS = 0
+    FILES_FAILED = 1  # the run finished but some files failed
+    USAGE = 2  # usage or bad input: unknown profile, bad option, corrupt config
+    CONNECTION = 3  # cannot connect or authenticate
+    SHARE = 4  # share or remote folder missing, or access denied
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class BackdownError(Exception):
+    """An error the user can act on: its message is one line saying what is wrong and what to do."""
+
+    exit_status: ExitStatus = ExitStatus.USAGE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(BackdownError):
+    """Bad input: an unknown profile, an invalid value, a bad option."""
+
+
+class ConfigError(BackdownError):
+    """The saved profiles cannot be read or written."""
+
+
+class CredentialsError(BackdownError):
+    """No usable password, or an unsafe credentials file."""
+
+
+class LockedError(BackdownError):
+    """Another run of the same profile is in progress."""
+
+
+class RefusedError(BackdownError):
+    """A safety check refused the run (for example a mirror that would remove too much)."""
+
+
+class ConnectError(BackdownError):
+    """The server cannot be reached, or the session dropped; worth retrying."""
+
+    exit_status = ExitStatus.CONNECTION
+
+
+class AuthError(BackdownError):
+    """The server refused the user name or password; retrying will not help."""
+
+    exit_status = ExitStatus.CONNECTION
+
+
+class ShareError(BackdownError):
+    """The share or remote folder is missing, or access to it is denied."""
+
+    exit_status = ExitStatus.SHARE
+
+
+class RemoteFileError(BackdownError):
+    """One file or folder on the share failed (access denied, invalid name); the run goes on."""
+
+    exit_status = ExitStatus.FILES_FAILED
+
+
+class Cancelled(BackdownError):
+    """The user interrupted the run."""
+
+    exit_status = ExitStatus.INTERRUPTED
+
+    def __init__(self, message: str = "interrupted") -> None:
+        super().__init__(message)

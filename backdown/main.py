@@ -1,0 +1,267 @@
+"""The interactive menu: the saved profiles, the current one, and what to do with it.
+
+`backdown` with no arguments lands here (cli.py calls run_menu). Every action works on the
+current profile, which the menu names; "Switch profile" picks another and is remembered.
+
+What the keys do: Ctrl-C anywhere (a prompt or a running transfer) leaves the menu with exit
+status 130. Ctrl-D at the menu's own prompt quits (status 0); Ctrl-D inside an action (while
+creating a profile, say) cancels that action only and shows the menu again. An error the
+user can act on (a wrong password, an unreachable server) is printed as one line and the
+menu comes back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from backdown.credentials import forget_password, rename_password, save_password
+from backdown.environment import Environment
+from backdown.errors import BackdownError, Cancelled, ConfigError, ExitStatus, UsageError
+from backdown.initialize import Prompter, new_name_check, prompt_profile
+from backdown.options import RunOptions
+from backdown.profile import Profile, validate_local
+from backdown.profiles import ProfileStore
+from backdown.runner import Output, run_operation
+from backdown.transfer import DEFAULT_TRANSFERS
+
+MAX_TRANSFERS = 64  # as the command line's --transfers
+QUIT = "q"
+NO_PROFILE = "no profile yet: create one first"
+
+
+def run_menu(env: Environment, store: ProfileStore, io: Prompter | None = None) -> int:
+    """Show the menu until the user quits; returns the exit code."""
+    io = io or Prompter.for_environment(env)
+    try:
+        return Menu(env, store, io).loop()
+    except (KeyboardInterrupt, Cancelled):
+        # A newline first: the cursor is usually still on a prompt line.
+        io.warn("\ninterrupted")
+        return int(ExitStatus.INTERRUPTED)
+
+
+class Menu:
+    """The menu's state (environment, saved profiles, prompter) and one method per choice."""
+
+    def __init__(self, env: Environment, store: ProfileStore, io: Prompter) -> None:
+        self.env = env
+        self.store = store
+        self.io = io
+        # (label, action); an action needing a profile gets the current one.
+        self.choices: list[tuple[str, Callable[[], None]]] = [
+            ("List profiles", self.list_profiles),
+            ("Create a profile", self.create),
+            ("Switch profile", self.switch),
+            ("Edit {name}", self._with_profile(self.edit)),
+            ("Rename {name}", self._with_profile(self.rename)),
+            ("Delete {name}", self._with_profile(self.delete)),
+            ("Test the connection", self._with_profile(self.test)),
+            ("Upload (back up)", self._with_profile(self.upload)),
+            ("Download (restore)", self._with_profile(self.download)),
+        ]
+
+    def loop(self) -> int:
+        while True:
+            self.show()
+            try:
+                action = self.ask_choice()
+            except EOFError:
+                self.io.say("\nbye")
+                return int(ExitStatus.SUCCESS)
+            if action is None:
+                return int(ExitStatus.SUCCESS)
+            self.io.say()
+            self.perform(action)
+
+    def show(self) -> None:
+        current = self.store.current()
+        self.io.say()
+        if current is None:
+            create = next(i for i, (_, a) in enumerate(self.choices, 1) if a == self.create)
+            self.io.say(f"No profile yet: choose {create} to create one.")
+            name = "the current profile"
+        else:
+            self.io.say(f"Current profile: {current.name}")
+            self.io.say(f"  {current.local}  ->  {current.unc}")
+            name = f"'{current.name}'"
+        self.io.say()
+        for number, (label, _) in enumerate(self.choices, start=1):
+            self.io.say(f"  {number}) {label.format(name=name)}")
+        self.io.say(f"  {QUIT}) Quit")
+
+    def ask_choice(self) -> Callable[[], None] | None:
+        """The action chosen, or None to quit; a choice that is not on the menu is asked again."""
+        last = len(self.choices)
+        while True:
+            answer = self.io.read(f"Choose 1-{last} ({QUIT} to quit): ").strip().lower()
+            if answer in (QUIT, "quit"):
+                return None
+            if answer.isdigit() and 1 <= int(answer) <= last:
+                return self.choices[int(answer) - 1][1]
+            if answer:
+                self.io.say(f"'{answer}' is not on the menu: type a number from 1 to {last}")
+
+    def perform(self, action: Callable[[], None]) -> None:
+        """Run one action; its errors are reported and the menu goes on."""
+        try:
+            action()
+        except EOFError:
+            self.io.say("\ncancelled")
+        except Cancelled:
+            raise
+        except BackdownError as err:
+            self.io.warn(f"error: {err}")
+            if isinstance(err, ConfigError):
+                self._reload()
+        except OSError as err:
+            # The engine turns SMB errors into ours; a local one (a full disk, a folder that
+            # cannot be read) may still arrive as it is.
+            where = f" ({err.filename})" if err.filename else ""
+            self.io.warn(f"error: {(err.strerror or str(err)).lower()}{where}")
+
+    def _reload(self) -> None:
+        """Show what is really saved after a save failed, so the menu does not pretend."""
+        try:
+            self.store = ProfileStore.load(self.store.config_dir)
+        except BackdownError as err:
+            self.io.warn(f"error: {err}")
+
+    def _with_profile(self, action: Callable[[Profile], None]) -> Callable[[], None]:
+        def run() -> None:
+            profile = self.store.current()
+            if profile is None:
+                self.io.say(NO_PROFILE)
+                return
+            action(profile)
+
+        return run
+
+    # ----------------------------------------------------------------- profiles
+
+    def list_profiles(self) -> None:
+        if not self.store.profiles:
+            self.io.say(NO_PROFILE)
+            return
+        current = self.store.current()
+        width = max(len(name) for name in self.store.names())
+        self.io.say("Profiles (* = current):")
+        for p in self.store.profiles:
+            mark = "*" if p is current else " "
+            who = p.user or "guest"
+            self.io.say(f"{mark} {p.name:<{width}}  {p.local}  ->  {p.unc}  as {who}")
+
+    def create(self) -> None:
+        profile, password = prompt_profile(self.io, self.store)
+        self.store.add(profile)
+        self.store.set_current(profile.name)
+        self.store.save()
+        self.io.say(f"profile '{profile.name}' saved; it is now the current profile")
+        if password is not None:
+            self.io.say(save_password(profile, password, self.env))
+            # save_password may have pointed the profile at its own credentials file.
+            self.store.save()
+
+    def switch(self) -> None:
+        current = self.store.current()
+        if current is None:
+            self.io.say(NO_PROFILE)
+            return
+        names = self.store.names()
+        for number, name in enumerate(names, start=1):
+            mark = "*" if name == current.name else " "
+            self.io.say(f"{mark} {number}) {name}")
+
+        def check(answer: str) -> str:
+            if answer.isdigit() and 1 <= int(answer) <= len(names):
+                return names[int(answer) - 1]
+            if answer in names:
+                return answer
+            raise UsageError(f"'{answer}' is neither a number from 1 to {len(names)} nor a name")
+
+        name = self.io.ask_valid("Switch to (number or name)", check, current.name)
+        self.store.set_current(name)
+        self.store.save()
+        self.io.say(f"current profile: {name}")
+
+    def edit(self, profile: Profile) -> None:
+        self.io.say(f"Editing '{profile.name}': Enter keeps the value in brackets.")
+        edited, password = prompt_profile(self.io, self.store, existing=profile)
+        self.store.replace(profile.name, edited)
+        message = ""
+        if password is not None:
+            message = save_password(edited, password, self.env)
+        elif profile.user and not edited.user:
+            forget_password(edited, self.env)
+            message = "the saved password was removed: the profile now logs on as guest"
+        self.store.save()
+        self.io.say(f"profile '{edited.name}' saved")
+        if message:
+            self.io.say(message)
+
+    def rename(self, profile: Profile) -> None:
+        old = profile.name
+        new = self.io.ask_valid(f"New name for '{old}'", new_name_check(self.store, old), old)
+        if new == old:
+            self.io.say("name unchanged")
+            return
+        self.store.rename(old, new)
+        rename_password(old, profile, self.env)
+        self.store.save()
+        self.io.say(f"profile '{old}' renamed to '{new}'")
+
+    def delete(self, profile: Profile) -> None:
+        question = f"Delete profile '{profile.name}' and its saved password?"
+        if not self.io.confirm(question, default=False):
+            self.io.say("not deleted")
+            return
+        self.store.remove(profile.name)
+        self.store.save()
+        forget_password(profile, self.env)
+        self.io.say(f"profile '{profile.name}' deleted (its backups on the share are kept)")
+
+    # --------------------------------------------------------------- operations
+
+    def test(self, profile: Profile) -> None:
+        self._run(profile, "test", RunOptions())
+
+    def upload(self, profile: Profile) -> None:
+        dry_run = self.io.confirm("Dry run first (show what would change, change nothing)?", False)
+        mirror = self.io.confirm(
+            "Mirror (files deleted here are moved into the versions area on the share)?",
+            profile.mode == "mirror",
+        )
+        transfers = self.io.ask_valid("Parallel transfers", _transfers, str(DEFAULT_TRANSFERS))
+        options = RunOptions(mirror=mirror, transfers=transfers)
+        if dry_run and not self._dry_run(profile, "upload", options, "Upload now?"):
+            return
+        self._run(profile, "upload", options)
+
+    def download(self, profile: Profile) -> None:
+        target = self.io.ask_valid("Restore into which folder", validate_local, profile.local)
+        dry_run = self.io.confirm("Dry run first (show what would change, change nothing)?", False)
+        options = RunOptions(target=target)
+        if dry_run and not self._dry_run(profile, "download", options, "Download now?"):
+            return
+        self._run(profile, "download", options)
+
+    def _dry_run(self, profile: Profile, operation: str, options: RunOptions, go: str) -> bool:
+        """Show the plan, then ask whether to carry it out."""
+        plan = dataclasses.replace(options, dry_run=True)
+        # verbose: the summary of a dry run then lists every planned action.
+        run_operation(self.env, profile, operation, plan, Output(verbose=True))
+        if self.io.confirm(go, default=False):
+            return True
+        self.io.say("nothing was changed")
+        return False
+
+    def _run(self, profile: Profile, operation: str, options: RunOptions) -> None:
+        status = run_operation(self.env, profile, operation, options, Output())
+        if status != ExitStatus.SUCCESS:
+            self.io.warn(f"the {operation} finished, but not everything went through (see above)")
+
+
+def _transfers(answer: str) -> int:
+    if not answer.isdigit() or not 1 <= int(answer) <= MAX_TRANSFERS:
+        raise UsageError(f"give a number from 1 to {MAX_TRANSFERS}")
+    return int(answer)

@@ -1,0 +1,120 @@
+"""BackDown's own files on the share, under <remote-folder>/.backdown/.
+
+- manifest.json: SHA-256 of files uploaded with --checksum, keyed by path, valid only while
+  the file's size and time still match the listing;
+- status/<client>.<profile>.json: the last run of each computer, for an office-wide report;
+- versions/<UTC time>/<path>: replaced and removed files (see upload.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from backdown.filters import META_DIR
+from backdown.smbfs import RemoteFileError, RemoteNotFound, SmbSession
+from backdown.walk import rjoin
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+VERSIONS = "versions"
+STATUS = "status"
+
+
+def utc_stamp(when: float | None = None) -> str:
+    """A folder name for one run's versions: sortable, to the millisecond (two runs in one
+    second must not collide), no characters SMB refuses. Example: 20261130T174512.123Z"""
+    when = time.time() if when is None else when
+    millis = int(when * 1000) % 1000
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(when)) + f".{millis:03d}Z"
+
+
+def parse_stamp(name: str) -> float | None:
+    """The time a version folder's name stands for, or None if it is not one of ours."""
+    import calendar
+
+    head, _, tail = name.partition(".")
+    if not tail.endswith("Z") or not tail[:-1].isdigit():
+        return None
+    try:
+        return calendar.timegm(time.strptime(head, "%Y%m%dT%H%M%S")) + int(tail[:-1]) / 1000
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Checksum:
+    size: int
+    mtime: float
+    sha256: str
+
+
+def read_json(session: SmbSession, path: str) -> Any | None:
+    """A small JSON file from the share, or None if it is missing or unreadable."""
+    buf = io.BytesIO()
+    try:
+        session.read_file(path, buf)
+    except (RemoteNotFound, RemoteFileError):
+        return None
+    try:
+        return json.loads(buf.getvalue().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def write_json(session: SmbSession, path: str, data: Any) -> None:
+    """Write a small metadata file: to a temporary name, then into place."""
+    temp = path + ".new"
+    session.write_file(temp, io.BytesIO(json.dumps(data, indent=1).encode("utf-8")))
+    try:
+        session.remove(path)
+    except RemoteNotFound:
+        pass
+    session.rename(temp, path)
+
+
+def load_manifest(session: SmbSession, root: str) -> dict[str, Checksum]:
+    data = read_json(session, rjoin(root, META_DIR, MANIFEST))
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return {}
+    out: dict[str, Checksum] = {}
+    for path, entry in (data.get("files") or {}).items():
+        try:
+            out[path] = Checksum(int(entry[0]), float(entry[1]), str(entry[2]))
+        except (TypeError, ValueError, IndexError):
+            continue
+    return out
+
+
+def save_manifest(session: SmbSession, root: str, entries: dict[str, Checksum]) -> None:
+    files = {p: [c.size, c.mtime, c.sha256] for p, c in sorted(entries.items())}
+    session.makedirs(rjoin(root, META_DIR))
+    write_json(session, rjoin(root, META_DIR, MANIFEST), {"format": FORMAT, "files": files})
+
+
+def save_status(session: SmbSession, root: str, client: str, profile: str, record: dict) -> None:
+    """Record this computer's last run where an office-wide report can read it."""
+    folder = rjoin(root, META_DIR, STATUS)
+    session.makedirs(folder)
+    write_json(session, rjoin(folder, f"{client}.{profile}.json"), record)
+
+
+def prune_versions(session: SmbSession, root: str, keep_days: int, now: float) -> int:
+    """Delete version folders older than keep_days (0 keeps everything); returns how many."""
+    if keep_days <= 0:
+        return 0
+    folder = rjoin(root, META_DIR, VERSIONS)
+    try:
+        entries = session.listdir(folder)
+    except RemoteNotFound:
+        return 0
+    removed = 0
+    for entry in entries:
+        when = parse_stamp(entry.name) if entry.is_dir else None
+        if when is not None and now - when > keep_days * 86400:
+            session.remove_tree(rjoin(folder, entry.name))
+            removed += 1
+    return removed

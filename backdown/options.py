@@ -1,0 +1,25 @@
+"""The knobs of one run, filled by the command line or the menu."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from backdown.transfer import DEFAULT_RETRIES, DEFAULT_TRANSFERS
+
+DEFAULT_MODIFY_WINDOW = 2.0
+DEFAULT_MAX_DELETE = 50.0  # percent of the destination's files
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    mirror: bool | None = None  # None: the profile's mode decides
+    transfers: int = DEFAULT_TRANSFERS
+    retries: int = DEFAULT_RETRIES
+    checksum: bool = False
+    modify_window: float = DEFAULT_MODIFY_WINDOW
+    excludes: list[str] = field(default_factory=list)
+    max_delete: float = DEFAULT_MAX_DELETE
+    overwrite: bool = False  # restore: replace differing local files without keeping them
+    target: str | None = None  # restore: where to, instead of the profile's local folder
+    backoff: float = 1.0  # first wait between tries, doubling each time

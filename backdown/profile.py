@@ -1,0 +1,223 @@
+"""A backup profile and the rules for each of its fields.
+
+The validators are shared by the menu prompts and the command line: each returns the
+normalised value or raises UsageError with one line saying why.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from backdown.errors import UsageError
+
+DEFAULT_PORT = 445
+MODES = ("copy", "mirror")
+DEFAULT_KEEP_VERSIONS_DAYS = 30
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# Characters Windows refuses in share and file names.
+_BAD_SMB_CHARS = set('"*:<>?|')
+_BAD_SHARE_CHARS = _BAD_SMB_CHARS | set("/\\[];,+=")
+
+
+def default_client_name() -> str:
+    """This computer's name as a NetBIOS name: at most 15 characters, no spaces or punctuation."""
+    host = socket.gethostname().split(".")[0]
+    cleaned = re.sub(r"[^A-Za-z0-9-]", "", host).upper()[:15]
+    return cleaned or "BACKDOWN"
+
+
+@dataclass
+class Profile:
+    """Where to back up from and to. Holds no password: see credentials.py."""
+
+    name: str
+    local: str
+    server: str
+    share: str
+    remote_folder: str = ""
+    port: int = DEFAULT_PORT
+    user: str = ""
+    domain: str = ""
+    client_name: str = field(default_factory=default_client_name)
+    credentials_file: str = ""
+    mode: str = "copy"
+    keep_versions_days: int = DEFAULT_KEEP_VERSIONS_DAYS
+    excludes: list[str] = field(default_factory=list)
+
+    @property
+    def unc(self) -> str:
+        """The remote location as a user reads it: //server/share/folder."""
+        host = f"[{self.server}]" if ":" in self.server else self.server
+        tail = f"/{self.remote_folder}" if self.remote_folder else ""
+        port = "" if self.port == DEFAULT_PORT else f" (port {self.port})"
+        return f"//{host}/{self.share}{tail}{port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Profile:
+        """Build a profile from saved data, validating every field; unknown keys are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown setting {unknown[0]!r}")
+        for required in ("name", "local", "server", "share"):
+            if required not in data:
+                raise UsageError(f"missing setting {required!r}")
+        return validate_profile(cls(**data))
+
+
+def validate_profile(p: Profile) -> Profile:
+    """Check and normalise every field of a profile."""
+    p.name = validate_name(p.name)
+    p.local = validate_local(p.local)
+    p.server = validate_server(p.server)
+    p.share = validate_share(p.share)
+    p.remote_folder = validate_remote_folder(p.remote_folder)
+    p.port = validate_port(p.port)
+    p.user = validate_user(p.user)
+    p.domain = validate_domain(p.domain)
+    p.client_name = validate_client_name(p.client_name)
+    p.credentials_file = validate_optional_path(p.credentials_file)
+    p.mode = validate_mode(p.mode)
+    p.keep_versions_days = validate_keep_days(p.keep_versions_days)
+    p.excludes = validate_excludes(p.excludes)
+    return p
+
+
+def validate_name(value: object) -> str:
+    name = str(value).strip()
+    if not _NAME_RE.match(name):
+        raise UsageError(
+            "a profile name must start with a letter or digit and use only letters, digits, "
+            "'.', '_' or '-' (at most 64 characters)"
+        )
+    return name
+
+
+def validate_local(value: object) -> str:
+    text = str(value).strip()
+    if not text:
+        raise UsageError("the local folder cannot be empty")
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def validate_server(value: object) -> str:
+    text = str(value).strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if not text:
+        raise UsageError("the server cannot be empty: give an IP address or a host name")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    host = text.rstrip(".")
+    if len(host) > 253 or not all(_HOST_LABEL_RE.match(label) for label in host.split(".")):
+        raise UsageError(
+            f"{text!r} is not an IPv4 address, IPv6 address or host name (no spaces, slashes "
+            "or ports here: the port has its own setting)"
+        )
+    return host
+
+
+def validate_port(value: object) -> int:
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        raise UsageError(f"the port must be a number from 1 to 65535, not {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise UsageError(f"the port must be a number from 1 to 65535, not {port}")
+    return port
+
+
+def validate_share(value: object) -> str:
+    share = str(value).strip()
+    if not share:
+        raise UsageError("the share cannot be empty: give the share's name, like 'backup'")
+    bad = sorted(set(share) & _BAD_SHARE_CHARS)
+    if bad:
+        raise UsageError(
+            f"a share name cannot contain {' '.join(bad)}: give only the share's name "
+            "(the folder inside it has its own setting)"
+        )
+    if len(share) > 80 or any(ord(c) < 32 for c in share):
+        raise UsageError("the share name is too long or contains control characters")
+    return share
+
+
+def validate_remote_folder(value: object) -> str:
+    """Normalise a folder inside the share to 'a/b' form; '' is the share's root."""
+    text = str(value or "").strip().replace("\\", "/")
+    parts = [p for p in text.split("/") if p]
+    for part in parts:
+        if part in (".", ".."):
+            raise UsageError("the folder inside the share cannot contain '.' or '..'")
+        bad = sorted(set(part) & _BAD_SMB_CHARS)
+        if bad or any(ord(c) < 32 for c in part):
+            shown = " ".join(bad) or "control characters"
+            raise UsageError(f"the folder inside the share cannot contain {shown}")
+    return "/".join(parts)
+
+
+def validate_user(value: object) -> str:
+    user = str(value or "").strip()
+    if any(ord(c) < 32 for c in user) or any(c in user for c in '"/[]:;|=,+*?<>'):
+        raise UsageError("the user name contains characters SMB does not allow")
+    return user
+
+
+def validate_domain(value: object) -> str:
+    domain = str(value or "").strip()
+    if any(ord(c) < 32 for c in domain) or any(c in domain for c in '"/\\[]:;|=,+*?<> '):
+        raise UsageError("the domain contains characters SMB does not allow")
+    return domain
+
+
+def validate_client_name(value: object) -> str:
+    name = str(value or "").strip().upper()
+    if not name:
+        return default_client_name()
+    if not re.match(r"^[A-Z0-9-]{1,15}$", name):
+        raise UsageError("the client name must be 1 to 15 letters, digits or '-'")
+    return name
+
+
+def validate_optional_path(value: object) -> str:
+    text = str(value or "").strip()
+    return os.path.abspath(os.path.expanduser(text)) if text else ""
+
+
+def validate_mode(value: object) -> str:
+    mode = str(value).strip().lower()
+    if mode not in MODES:
+        raise UsageError(f"the mode must be 'copy' or 'mirror', not {value!r}")
+    return mode
+
+
+def validate_keep_days(value: object) -> int:
+    try:
+        days = int(str(value).strip())
+    except ValueError:
+        raise UsageError(f"keep_versions_days must be a whole number, not {value!r}") from None
+    if days < 0:
+        raise UsageError("keep_versions_days cannot be negative")
+    return days
+
+
+def validate_excludes(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError("excludes must be a list of patterns")
+    return [v for v in (s.strip() for s in value) if v]

@@ -1,0 +1,190 @@
+"""Subscribers: how a run reports what it does. The engine calls them; it never prints.
+
+A progress bar is one subscriber, a verbose log another, and tests use Recording.
+Methods may be called from worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from backdown.plan import Plan
+
+
+class Subscriber:
+    """Receives a run's events; every method is optional."""
+
+    def on_plan(self, operation: str, plan: Plan) -> None:
+        """The plan is known; copies are about to start."""
+
+    def on_file_start(self, path: str, size: int) -> None:
+        """A file transfer starts (again, on a retry)."""
+
+    def on_progress(self, nbytes: int) -> None:
+        """nbytes more have crossed the wire."""
+
+    def on_file_done(self, path: str, error: str | None) -> None:
+        """A file finished: error is None on success."""
+
+    def on_notice(self, message: str) -> None:
+        """Something worth telling a user who asked for detail (a retry, a skipped link)."""
+
+    def on_finish(self) -> None:
+        """The run is over; release the terminal."""
+
+
+class Fanout(Subscriber):
+    """Sends each event to several subscribers."""
+
+    def __init__(self, *subscribers: Subscriber) -> None:
+        self.subscribers = subscribers
+
+    def on_plan(self, operation: str, plan: Plan) -> None:
+        for s in self.subscribers:
+            s.on_plan(operation, plan)
+
+    def on_file_start(self, path: str, size: int) -> None:
+        for s in self.subscribers:
+            s.on_file_start(path, size)
+
+    def on_progress(self, nbytes: int) -> None:
+        for s in self.subscribers:
+            s.on_progress(nbytes)
+
+    def on_file_done(self, path: str, error: str | None) -> None:
+        for s in self.subscribers:
+            s.on_file_done(path, error)
+
+    def on_notice(self, message: str) -> None:
+        for s in self.subscribers:
+            s.on_notice(message)
+
+    def on_finish(self) -> None:
+        for s in self.subscribers:
+            s.on_finish()
+
+
+class Recording(Subscriber):
+    """Keeps every event, for tests and for the JSON summary."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: list[tuple[str, object]] = []
+        self.bytes = 0
+
+    def _add(self, kind: str, value: object) -> None:
+        with self._lock:
+            self.events.append((kind, value))
+
+    def on_file_start(self, path: str, size: int) -> None:
+        self._add("start", path)
+
+    def on_progress(self, nbytes: int) -> None:
+        with self._lock:
+            self.bytes += nbytes
+
+    def on_file_done(self, path: str, error: str | None) -> None:
+        self._add("done", (path, error))
+
+    def on_notice(self, message: str) -> None:
+        self._add("notice", message)
+
+
+class NoticePrinter(Subscriber):
+    """Prints notices (and, when verbose, each finished file) on a stream."""
+
+    def __init__(self, stream: IO[str], verbose: bool) -> None:
+        self.stream = stream
+        self.verbose = verbose
+        self._lock = threading.Lock()
+
+    def on_notice(self, message: str) -> None:
+        with self._lock:
+            print(f"note: {message}", file=self.stream, flush=True)
+
+    def on_file_done(self, path: str, error: str | None) -> None:
+        if self.verbose and error is None:
+            with self._lock:
+                print(f"  done  {path}", file=self.stream, flush=True)
+
+
+class RichProgress(Subscriber):
+    """A rich progress bar with bytes, files, rate and ETA; appears once a run passes 1 s."""
+
+    DELAY = 1.0
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._files_total = 0
+        self._files_done = 0
+        self._bytes_total = 0
+        self._bytes_done = 0
+        self._began = time.monotonic()
+
+    def on_plan(self, operation: str, plan: Plan) -> None:
+        self._files_total = len(plan.copies)
+        self._bytes_total = plan.copy_bytes
+        self._operation = "Backing up" if operation == "upload" else "Restoring"
+        self._began = time.monotonic()
+
+    def _ensure_started(self) -> None:
+        if self._progress is not None or time.monotonic() - self._began < self.DELAY:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[files]}"),
+            TimeRemainingColumn(),
+            console=Console(file=self.stream),
+            transient=True,
+        )
+        self._task = self._progress.add_task(
+            self._operation,
+            total=self._bytes_total or None,
+            completed=self._bytes_done,
+            files=self._files_text(),
+        )
+        self._progress.start()
+
+    def _files_text(self) -> str:
+        return f"{self._files_done}/{self._files_total} files"
+
+    def on_progress(self, nbytes: int) -> None:
+        with self._lock:
+            self._bytes_done += nbytes
+            self._ensure_started()
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, completed=self._bytes_done)
+
+    def on_file_done(self, path: str, error: str | None) -> None:
+        with self._lock:
+            self._files_done += 1
+            self._ensure_started()
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, files=self._files_text())
+
+    def on_finish(self) -> None:
+        with self._lock:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None

@@ -1,0 +1,109 @@
+"""What a run did: the summary printed at the end and the --json object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from backdown.errors import ExitStatus
+from backdown.transfer import Failure
+
+
+@dataclass
+class RunReport:
+    profile: str
+    operation: str  # "upload", "download" or "test"
+    dry_run: bool = False
+    files_transferred: int = 0
+    bytes_transferred: int = 0
+    files_failed: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    files_versioned: int = 0  # existing files moved into the versions area (or set aside locally)
+    files_removed: int = 0  # mirror: files gone from the source, moved into the versions area
+    folders_created: int = 0
+    resumed_files: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    planned: list[tuple[str, str]] = field(default_factory=list)  # (action, path) for --dry-run
+    notes: list[str] = field(default_factory=list)
+    destination: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.files_failed
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        return ExitStatus.SUCCESS if self.ok else ExitStatus.FILES_FAILED
+
+    @property
+    def rate_mb_s(self) -> float:
+        return self.bytes_transferred / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "operation": self.operation,
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "files_transferred": self.files_transferred,
+            "bytes_transferred": self.bytes_transferred,
+            "files_failed": [{"path": f.path, "error": f.error} for f in self.files_failed],
+            "seconds": round(self.seconds, 3),
+            "files_new": self.files_new,
+            "files_changed": self.files_changed,
+            "files_unchanged": self.files_unchanged,
+            "files_versioned": self.files_versioned,
+            "files_removed": self.files_removed,
+            "folders_created": self.folders_created,
+            "resumed_files": self.resumed_files,
+            "destination": self.destination,
+        }
+
+    def summary_lines(self, verbose: bool = False) -> list[str]:
+        """The end-of-run summary, a few lines a person reads."""
+        verb = {"upload": "Backed up", "download": "Restored"}.get(self.operation, "Done")
+        if self.dry_run:
+            lines = [
+                f"Dry run of {self.operation} for '{self.profile}' to {self.destination}: "
+                "nothing was changed.",
+                f"  would copy {self.files_new} new and {self.files_changed} changed files, "
+                f"{self.files_unchanged} unchanged; would move {self.files_removed} files to "
+                "the versions area",
+            ]
+            if verbose:
+                lines += [f"  {action:<20} {path}" for action, path in self.planned]
+            return lines
+        lines = [
+            f"{verb} '{self.profile}': {self.files_transferred} files, "
+            f"{_human(self.bytes_transferred)} in {self.seconds:.1f} s "
+            f"({self.rate_mb_s:.1f} MB/s); {self.files_new} new, {self.files_changed} changed, "
+            f"{self.files_unchanged} unchanged.",
+        ]
+        if self.files_versioned or self.files_removed:
+            lines.append(
+                f"  {self.files_versioned} replaced and {self.files_removed} removed files kept "
+                "as earlier versions."
+            )
+        if self.resumed_files:
+            lines.append(f"  {self.resumed_files} interrupted transfers resumed.")
+        lines += [f"  note: {n}" for n in self.notes]
+        if verbose:
+            lines += [f"  skipped {path}: {why}" for path, why in self.skipped]
+        if self.files_failed:
+            lines.append(f"  {len(self.files_failed)} failed:")
+            lines += [f"    {f.path}: {f.error}" for f in self.files_failed]
+        else:
+            lines.append("  0 failed.")
+        return lines
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"

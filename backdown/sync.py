@@ -1,0 +1,480 @@
+"""The engine's entry points: test a profile, back it up, restore it.
+
+Each run: take the profile's lock, walk both trees, plan, check the plan (mirror limits,
+--dry-run), then carry it out with a pool of connections and report. The interface layer
+(cli.py, main.py) resolves the password and picks the subscribers; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from backdown.download import Downloader, create_local_folders
+from backdown.download import remove_stale_partials as remove_local_partials
+from backdown.errors import (
+    ConnectError,
+    LockedError,
+    RefusedError,
+    ShareError,
+    UsageError,
+)
+from backdown.filters import PathFilter, build_filter
+from backdown.manifest import (
+    Checksum,
+    load_manifest,
+    prune_versions,
+    save_manifest,
+    save_status,
+    utc_stamp,
+)
+from backdown.options import RunOptions
+from backdown.plan import Action, CompareRules, Plan, Tree, make_plan, mirror_refusal
+from backdown.profile import Profile
+from backdown.progress import Subscriber
+from backdown.report import RunReport
+from backdown.smbfs import (
+    Endpoint,
+    RemoteAccessDenied,
+    RemoteFileError,
+    SmbSession,
+    connect,
+)
+from backdown.transfer import Failure, Meter, WorkerPool
+from backdown.upload import (
+    Uploader,
+    create_folders,
+    file_sha256,
+    local_path,
+    remove_extras,
+    remove_stale_partials,
+    temp_name,
+)
+from backdown.walk import rjoin, walk_local, walk_remote
+
+
+def endpoint_for(profile: Profile, password: str) -> Endpoint:
+    return Endpoint(
+        server=profile.server,
+        port=profile.port,
+        share=profile.share,
+        user=profile.user,
+        domain=profile.domain,
+        client_name=profile.client_name,
+        password=password,
+    )
+
+
+@contextmanager
+def profile_lock(config_dir: Path, name: str) -> Iterator[None]:
+    """Hold the profile's lock for the run; a second run of the same profile is refused."""
+    from filelock import FileLock, Timeout
+
+    folder = config_dir / "locks"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = FileLock(str(folder / f"{name}.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LockedError(
+            f"profile '{name}' is already being backed up or restored by another BackDown "
+            "process; wait for it to finish"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class _Sessions:
+    """The run's own session for walking and bookkeeping; reopened if the server dropped it."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._session: SmbSession | None = None
+
+    def get(self) -> SmbSession:
+        if self._session is None or self._session.closed:
+            self._session = connect(self.endpoint)
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+
+def check_connection(profile: Profile, password: str) -> RunReport:
+    """Reach the server, log on, open the share, and check the remote folder is writable."""
+    began = time.monotonic()
+    report = RunReport(profile.name, "test", destination=profile.unc)
+    endpoint = endpoint_for(profile, password)
+    with connect(endpoint) as session:
+        who = f"as '{profile.user}'" if profile.user else "as guest"
+        report.notes.append(f"reached {endpoint.where} and logged on {who}")
+        session.listdir("")
+        report.notes.append(f"opened share '{profile.share}'")
+        folder = profile.remote_folder
+        with _folder_access(profile):
+            existing = _nearest_existing(session, folder)
+        if existing != folder:
+            report.notes.append(
+                f"folder '{folder}' does not exist yet; the first backup will create it"
+            )
+        _probe_writable(session, existing, profile)
+        report.notes.append(f"'{existing or '/'}' is writable")
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def _nearest_existing(session: SmbSession, folder: str) -> str:
+    parts = folder.split("/") if folder else []
+    while parts:
+        entry = session.stat("/".join(parts))
+        if entry is not None:
+            if not entry.is_dir:
+                raise ShareError(f"'{'/'.join(parts)}' on the share is a file, not a folder")
+            return "/".join(parts)
+        parts.pop()
+    return ""
+
+
+@contextmanager
+def _folder_access(profile: Profile) -> Iterator[None]:
+    """Access denied on the remote folder itself stops the run (exit 4), not just one file."""
+    try:
+        yield
+    except RemoteAccessDenied:
+        who = f"user '{profile.user}'" if profile.user else "guest"
+        raise ShareError(
+            f"{who} has no access to {profile.unc}: access denied; ask the share's "
+            "administrator for access, or choose another remote folder"
+        ) from None
+
+
+def _probe_writable(session: SmbSession, folder: str, profile: Profile) -> None:
+    """Create and delete a small file, so a read-only share fails before any work starts."""
+    probe = rjoin(folder, f".backdown-probe.{profile.client_name}.{os.getpid()}")
+    try:
+        session.write_file(probe, _Empty())
+        session.remove(probe)
+    except RemoteAccessDenied:
+        who = f"user '{profile.user}'" if profile.user else "guest"
+        raise ShareError(
+            f"{who} cannot write to {profile.unc}: access denied; a backup needs write access "
+            "(ask the share's administrator, or restore only)"
+        ) from None
+
+
+class _Empty:
+    def read(self, n: int = -1) -> bytes:
+        return b""
+
+
+def _fill_counts(report: RunReport, plan: Plan, dst: Tree) -> None:
+    report.files_new = plan.count(Action.NEW)
+    report.files_changed = plan.count(Action.CHANGED)
+    report.files_unchanged = plan.count(Action.UNCHANGED)
+    report.planned = [
+        (i.action.value, i.path) for i in plan.items if i.action is not Action.UNCHANGED
+    ]
+    report.planned += [("create-folder", d + "/") for d in plan.mkdirs]
+
+
+def _attach_checksums(
+    src: Tree,
+    dst: Tree,
+    manifest: dict[str, Checksum],
+    hashed_side: Tree,
+    root: str,
+    window: float,
+) -> None:
+    """Put manifest SHA-256s on the share's side and hash the local side where sizes match."""
+    remote = dst if hashed_side is src else src
+    for path, info in list(remote.files.items()):
+        c = manifest.get(path)
+        if c and c.size == info.size and abs(c.mtime - info.mtime) <= window:
+            remote.files[path] = replace(info, sha256=c.sha256)
+    other = remote.files
+    for path, info in list(hashed_side.files.items()):
+        peer = other.get(path)
+        if peer is not None and peer.size == info.size and peer.sha256:
+            try:
+                hashed_side.files[path] = replace(info, sha256=file_sha256(local_path(root, path)))
+            except OSError:
+                pass  # unreadable: left without a hash, so it counts as changed
+
+
+def _local_source(profile: Profile) -> str:
+    root = profile.local
+    if not os.path.isdir(root):
+        raise UsageError(
+            f"local folder {root} does not exist or is not a folder; fix it with "
+            f"'backdown profile edit {profile.name} --local DIR'"
+        )
+    return root
+
+
+def backup(
+    profile: Profile,
+    password: str,
+    options: RunOptions,
+    subscriber: Subscriber,
+    config_dir: Path,
+) -> RunReport:
+    """Upload the local folder's contents into share/remote-folder, as options say."""
+    began = time.monotonic()
+    mirror = profile.mode == "mirror" if options.mirror is None else options.mirror
+    report = RunReport(profile.name, "upload", dry_run=options.dry_run, destination=profile.unc)
+    local_root = _local_source(profile)
+    path_filter = build_filter(local_root, profile.excludes, options.excludes)
+    root = profile.remote_folder
+    sessions = _Sessions(endpoint_for(profile, password))
+    try:
+        with profile_lock(config_dir, profile.name):
+            src = walk_local(local_root, path_filter)
+            session = sessions.get()
+            with _folder_access(profile):
+                dst = walk_remote(session, root, path_filter) or Tree()
+            if options.checksum:
+                manifest = load_manifest(session, root)
+                _attach_checksums(src, dst, manifest, src, local_root, options.modify_window)
+            else:
+                manifest = {}
+            plan = make_plan(src, dst, CompareRules(options.modify_window, options.checksum))
+            if mirror:
+                why = mirror_refusal(plan, src, dst, options.max_delete)
+                if why is None and any(p == "." for p, _ in src.errors):
+                    why = f"refusing to mirror: cannot read the local folder {local_root}"
+                if why:
+                    raise RefusedError(why)
+            _fill_counts(report, plan, dst)
+            doomed = plan.extra_files_with_dirs(dst) if mirror else []
+            if mirror:
+                report.planned += [("move-to-versions", p) for p in doomed]
+            report.files_removed = len(doomed) if options.dry_run else 0
+            report.skipped = list(src.skipped)
+            subscriber.on_plan("upload", plan)
+            if options.dry_run:
+                return report
+            _upload(
+                sessions, profile, options, subscriber, plan, src, dst, mirror, report, manifest
+            )
+    finally:
+        sessions.close()
+        subscriber.on_finish()
+        report.seconds = time.monotonic() - began
+    return report
+
+
+def _upload(
+    sessions: _Sessions,
+    profile: Profile,
+    options: RunOptions,
+    subscriber: Subscriber,
+    plan: Plan,
+    src: Tree,
+    dst: Tree,
+    mirror: bool,
+    report: RunReport,
+    manifest: dict[str, Checksum],
+) -> None:
+    root = profile.remote_folder
+    has_work = bool(
+        plan.copies or plan.mkdirs or (mirror and (plan.extra_dirs or plan.by_action(Action.EXTRA)))
+    )
+    session = sessions.get()
+    if has_work:
+        try:
+            session.makedirs(root)
+        except RemoteAccessDenied:
+            # A read-only share or folder: the whole run cannot work, not one file (exit 4).
+            who = f"user '{profile.user}'" if profile.user else "guest"
+            raise ShareError(
+                f"{who} cannot create folder '{root}' in {profile.unc}: access denied; a backup "
+                "needs write access (ask the share's administrator, or restore only)"
+            ) from None
+        _probe_writable(session, root, profile)
+    cancel = threading.Event()
+    meter = Meter(subscriber)
+    uploader = Uploader(
+        local_root=profile.local,
+        remote_root=root,
+        stamp=utc_stamp(),
+        partials=dst.partials,
+        meter=meter,
+        subscriber=subscriber,
+        cancel=cancel,
+        checksum=options.checksum,
+        checksums=dict(manifest),
+    )
+    created, failures = create_folders(session, uploader, plan)
+    failed_dirs = tuple(f.path for f in failures)
+    copies = [i for i in plan.copies if not i.path.startswith(failed_dirs)]
+    pool: WorkerPool = WorkerPool(
+        sessions.endpoint,
+        options.transfers,
+        options.retries,
+        subscriber,
+        cancel,
+        options.backoff,
+    )
+    try:
+        failures += pool.run(copies, uploader.upload, lambda i: i.path)
+    finally:
+        report.bytes_transferred = meter.bytes
+    failures += [Failure(p, why) for p, why in src.errors]
+    report.folders_created = created
+    failed = {f.path for f in failures}
+    report.files_transferred = sum(1 for c in copies if c.path not in failed)
+    report.resumed_files = uploader.resumed
+    session = _reopen(sessions)
+    if mirror and (plan.extra_dirs or plan.by_action(Action.EXTRA)):
+        if failures:
+            report.notes.append(
+                "nothing was moved to the versions area because some files failed; "
+                "fix them and run again"
+            )
+        else:
+            removed, more = remove_extras(session, uploader, plan, dst)
+            report.files_removed = removed
+            failures += more
+    keep = {temp_name(i.path, i.src) for i in copies if i.src}
+    remove_stale_partials(session, root, dst.partials, keep)
+    if options.checksum and has_work:
+        for path in list(uploader.checksums):
+            if path not in src.files:
+                del uploader.checksums[path]
+        save_manifest(session, root, uploader.checksums)
+    report.files_versioned = uploader.versioned
+    report.files_failed = failures
+    if not failures:
+        prune_versions(session, root, profile.keep_versions_days, time.time())
+    # Every run is recorded, no-op runs too, so an office-wide "who is overdue" report sees them.
+    _record_status(session, profile, report)
+
+
+def _record_status(session: SmbSession, profile: Profile, report: RunReport) -> None:
+    try:
+        save_status(
+            session,
+            profile.remote_folder,
+            profile.client_name,
+            profile.name,
+            {
+                "client": profile.client_name,
+                "profile": profile.name,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "ok": report.ok,
+                "files_transferred": report.files_transferred,
+                "bytes_transferred": report.bytes_transferred,
+                "files_failed": len(report.files_failed),
+            },
+        )
+    except RemoteFileError as exc:
+        report.notes.append(f"could not record this run on the share ({exc})")
+
+
+def _reopen(sessions: _Sessions) -> SmbSession:
+    """The bookkeeping session, reconnecting if the server dropped it during the copies."""
+    session = sessions.get()
+    try:
+        session.listdir("")
+        return session
+    except ConnectError:
+        return sessions.get()
+
+
+def restore(
+    profile: Profile,
+    password: str,
+    options: RunOptions,
+    subscriber: Subscriber,
+    config_dir: Path,
+) -> RunReport:
+    """Download the remote folder's contents into the target (default: the local folder)."""
+    began = time.monotonic()
+    target = os.path.abspath(os.path.expanduser(options.target or profile.local))
+    report = RunReport(profile.name, "download", dry_run=options.dry_run, destination=target)
+    path_filter = PathFilter([*profile.excludes, *options.excludes])
+    root = profile.remote_folder
+    sessions = _Sessions(endpoint_for(profile, password))
+    try:
+        with profile_lock(config_dir, profile.name):
+            session = sessions.get()
+            with _folder_access(profile):
+                src = walk_remote(session, root, path_filter)
+            if src is None:
+                raise ShareError(
+                    f"folder '{root}' not found on share '{profile.share}'; check the profile's "
+                    "remote folder (nothing has been backed up there yet?)"
+                )
+            if os.path.exists(target) and not os.path.isdir(target):
+                raise UsageError(f"{target} exists and is not a folder; choose another with --to")
+            dst = walk_local(target, path_filter) if os.path.isdir(target) else Tree()
+            if options.checksum:
+                manifest = load_manifest(session, root)
+                _attach_checksums(src, dst, manifest, dst, target, options.modify_window)
+            plan = make_plan(src, dst, CompareRules(options.modify_window, options.checksum))
+            _fill_counts(report, plan, dst)
+            subscriber.on_plan("download", plan)
+            if options.dry_run:
+                return report
+            _download(sessions, root, options, subscriber, plan, src, dst, target, report)
+    finally:
+        sessions.close()
+        subscriber.on_finish()
+        report.seconds = time.monotonic() - began
+    return report
+
+
+def _download(
+    sessions: _Sessions,
+    root: str,
+    options: RunOptions,
+    subscriber: Subscriber,
+    plan: Plan,
+    src: Tree,
+    dst: Tree,
+    target: str,
+    report: RunReport,
+) -> None:
+    cancel = threading.Event()
+    meter = Meter(subscriber)
+    downloader = Downloader(
+        target_root=target,
+        remote_root=root,
+        stamp=utc_stamp(),
+        meter=meter,
+        subscriber=subscriber,
+        cancel=cancel,
+        overwrite=options.overwrite,
+    )
+    created, failures = create_local_folders(downloader, plan)
+    failed_dirs = tuple(f.path for f in failures)
+    copies = [i for i in plan.copies if not i.path.startswith(failed_dirs)]
+    pool: WorkerPool = WorkerPool(
+        sessions.endpoint,
+        options.transfers,
+        options.retries,
+        subscriber,
+        cancel,
+        options.backoff,
+    )
+    try:
+        failures += pool.run(copies, downloader.download, lambda i: i.path)
+    finally:
+        report.bytes_transferred = meter.bytes
+    failures += [Failure(p, why) for p, why in src.errors]
+    keep = {temp_name(i.path, i.src) for i in copies if i.src}
+    remove_local_partials(target, dst.partials, keep)
+    failed = {f.path for f in failures}
+    report.files_transferred = sum(1 for c in copies if c.path not in failed)
+    report.folders_created = created
+    report.files_versioned = downloader.set_aside_count
+    report.resumed_files = downloader.resumed
+    report.files_failed = failures

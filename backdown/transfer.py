@@ -1,0 +1,211 @@
+"""The worker pool: one SMB connection per worker, retries with backoff, cancellation.
+
+Errors are classified the rclone way:
+- ConnectError (dropped connection, timeout): reconnect and retry the file, with backoff;
+- RemoteFileError / LocalFileError (this file only): record it and go on;
+- anything else BackDown raises (AuthError, ShareError): fatal, stop the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Generic, TypeVar
+
+from backdown.errors import BackdownError, Cancelled, ConnectError, RemoteFileError
+from backdown.progress import Subscriber
+from backdown.smbfs import Endpoint, LocalFileError, SmbSession, connect
+
+T = TypeVar("T")
+
+DEFAULT_TRANSFERS = 4
+DEFAULT_RETRIES = 3
+BACKOFF_SECONDS = 1.0  # waits 1 s, 2 s, 4 s, ... between tries
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    error: str
+
+
+class Meter:
+    """Counts bytes that crossed the wire, across threads."""
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        self.subscriber = subscriber
+        self._lock = threading.Lock()
+        self.bytes = 0
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.bytes += n
+        self.subscriber.on_progress(n)
+
+
+class SourceReader:
+    """A local file as the SMB session reads it: honours cancel, hashes if asked.
+
+    Bytes are counted when the server acknowledges them (put_file's on_sent), not here:
+    a read is not yet a transfer.
+    """
+
+    def __init__(self, f: IO[bytes], cancel: threading.Event, hasher: hashlib._Hash | None) -> None:
+        self._f = f
+        self._cancel = cancel
+        self._hasher = hasher
+
+    def read(self, n: int = -1) -> bytes:
+        if self._cancel.is_set():
+            raise Cancelled()
+        try:
+            data = self._f.read(n)
+        except OSError as exc:
+            raise LocalFileError(f"cannot read local file: {exc.strerror or exc}") from None
+        if self._hasher is not None:
+            self._hasher.update(data)
+        return data
+
+
+class MeteredWriter:
+    """A local file as pysmb writes it: counts bytes, honours cancel."""
+
+    def __init__(self, f: IO[bytes], meter: Meter, cancel: threading.Event) -> None:
+        self._f = f
+        self._meter = meter
+        self._cancel = cancel
+
+    def write(self, data: bytes) -> int:
+        if self._cancel.is_set():
+            raise Cancelled()
+        try:
+            n = self._f.write(data)
+        except OSError as exc:
+            raise LocalFileError(f"cannot write local file: {exc.strerror or exc}") from None
+        self._meter.add(len(data))
+        return n
+
+
+class WorkerPool(Generic[T]):
+    """Runs one function over many jobs on N threads, each with its own SMB session."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        workers: int,
+        retries: int,
+        subscriber: Subscriber,
+        cancel: threading.Event,
+        backoff: float = BACKOFF_SECONDS,
+    ) -> None:
+        self.endpoint = endpoint
+        self.workers = max(1, workers)
+        self.retries = max(0, retries)
+        self.subscriber = subscriber
+        self.cancel = cancel
+        self.backoff = backoff
+        self.failures: list[Failure] = []
+        self.fatal: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def run(
+        self,
+        jobs: Sequence[T],
+        work: Callable[[SmbSession, T, int], None],
+        name: Callable[[T], str],
+    ) -> list[Failure]:
+        """Do every job; returns the failures. Raises the first fatal error, or Cancelled."""
+        todo: queue.SimpleQueue[T] = queue.SimpleQueue()
+        for job in jobs:
+            todo.put(job)
+        threads = [
+            threading.Thread(target=self._worker, args=(todo, work, name), daemon=True)
+            for _ in range(min(self.workers, len(jobs)))
+        ]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+        except KeyboardInterrupt:
+            self.cancel.set()
+            for t in threads:
+                t.join(5.0)
+            raise Cancelled() from None
+        if self.fatal is not None:
+            raise self.fatal
+        if self.cancel.is_set():
+            raise Cancelled()
+        return self.failures
+
+    def _stop_with(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.fatal is None:
+                self.fatal = exc
+        self.cancel.set()
+
+    def _worker(
+        self,
+        todo: queue.SimpleQueue[T],
+        work: Callable[[SmbSession, T, int], None],
+        name: Callable[[T], str],
+    ) -> None:
+        session: SmbSession | None = None
+        try:
+            while not self.cancel.is_set():
+                try:
+                    job = todo.get_nowait()
+                except queue.Empty:
+                    return
+                session = self._do(job, session, work, name)
+        except BaseException as exc:  # a fatal error in any worker stops them all
+            if not isinstance(exc, Cancelled):
+                self._stop_with(exc)
+        finally:
+            if session is not None:
+                session.close()
+
+    def _do(
+        self,
+        job: T,
+        session: SmbSession | None,
+        work: Callable[[SmbSession, T, int], None],
+        name: Callable[[T], str],
+    ) -> SmbSession | None:
+        """One job with its retries; returns the session to reuse (None if it died)."""
+        attempt = 0
+        while True:
+            try:
+                if session is None or session.closed:
+                    session = connect(self.endpoint)
+                work(session, job, attempt)
+                self.subscriber.on_file_done(name(job), None)
+                return session
+            except ConnectError as exc:
+                if session is not None:
+                    session.close()
+                session = None
+                if attempt >= self.retries:
+                    self._fail(name(job), f"{exc} (gave up after {attempt + 1} tries)")
+                    return None
+                wait = self.backoff * (2**attempt)
+                self.subscriber.on_notice(f"{name(job)}: {exc}; retrying in {wait:g} s")
+                attempt += 1
+                if self.cancel.wait(wait):
+                    raise Cancelled() from None
+            except (RemoteFileError, LocalFileError) as exc:
+                self._fail(name(job), str(exc))
+                return session
+            except Cancelled:
+                raise
+            except BackdownError:
+                raise
+
+    def _fail(self, path: str, error: str) -> None:
+        with self._lock:
+            self.failures.append(Failure(path, error))
+        self.subscriber.on_file_done(path, error)

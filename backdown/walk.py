@@ -1,0 +1,108 @@
+"""Walk the local tree and the remote tree into plan.Tree values.
+
+One listing per remote folder and one scandir per local folder: no per-file round trips.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as statmod
+from collections import deque
+
+from backdown.filters import PathFilter, is_temp_name
+from backdown.plan import FileInfo, Tree
+from backdown.smbfs import RemoteFileError, SmbSession
+
+_UNSAFE_CHARS = {"/", "\\", "\x00"}
+
+
+def rjoin(*parts: str) -> str:
+    """Join remote path pieces with '/', skipping empty ones."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why a name sent by the server must not become a local file name, or None if it is safe."""
+    if name in ("", ".", ".."):
+        return "refused a name that means a parent or current folder"
+    if any(c in name for c in _UNSAFE_CHARS):
+        return "refused a name containing a path separator"
+    if os.name == "nt" and (":" in name or name.rstrip(" .") != name):
+        return "refused a name Windows cannot store"
+    return None
+
+
+def walk_local(root: str, path_filter: PathFilter) -> Tree:
+    """The files and folders under root (which must exist); symlinks are skipped and noted."""
+    tree = Tree()
+    pending: deque[str] = deque([""])
+    while pending:
+        rel_dir = pending.popleft()
+        abs_dir = os.path.join(root, rel_dir) if rel_dir else root
+        try:
+            entries = list(os.scandir(abs_dir))
+        except OSError as exc:
+            tree.errors.append((rel_dir or ".", f"cannot read folder: {exc.strerror or exc}"))
+            continue
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                tree.errors.append((rel.encode("utf-8", "replace").decode(), "name is not UTF-8"))
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                tree.errors.append((rel, f"cannot read: {exc.strerror or exc}"))
+                continue
+            if statmod.S_ISLNK(st.st_mode):
+                tree.skipped.append((rel, "symbolic link, not followed"))
+                continue
+            is_dir = statmod.S_ISDIR(st.st_mode)
+            if is_temp_name(entry.name) and not is_dir:
+                tree.partials[rel] = st.st_size
+                continue
+            if path_filter.excluded(rel, is_dir):
+                continue
+            if is_dir:
+                tree.dirs.add(rel)
+                pending.append(rel)
+            elif statmod.S_ISREG(st.st_mode):
+                tree.files[rel] = FileInfo(rel, st.st_size, st.st_mtime_ns / 1e9)
+            else:
+                tree.skipped.append((rel, "not a regular file"))
+    return tree
+
+
+def walk_remote(session: SmbSession, root: str, path_filter: PathFilter) -> Tree | None:
+    """The files and folders under a remote folder, or None if the folder does not exist."""
+    tree = Tree()
+    if root and session.stat(root) is None:
+        return None
+    pending: deque[str] = deque([""])
+    while pending:
+        rel_dir = pending.popleft()
+        try:
+            entries = session.listdir(rjoin(root, rel_dir))
+        except RemoteFileError as exc:
+            tree.errors.append((rel_dir or ".", str(exc)))
+            continue
+        for entry in entries:
+            why = unsafe_name(entry.name)
+            if why:
+                shown = f"{rel_dir}/{entry.name!r}" if rel_dir else repr(entry.name)
+                tree.errors.append((shown, why))
+                continue
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if not entry.is_dir and is_temp_name(entry.name):
+                tree.partials[rel] = entry.size
+                continue
+            if path_filter.excluded(rel, entry.is_dir):
+                continue
+            if entry.is_dir:
+                tree.dirs.add(rel)
+                pending.append(rel)
+            else:
+                tree.files[rel] = FileInfo(rel, entry.size, entry.mtime)
+    return tree
