@@ -97,7 +97,7 @@ class Menu:
             answer = self.io.read(f"Choose 1-{last} ({QUIT} to quit): ").strip().lower()
             if answer in (QUIT, "quit"):
                 return None
-            if answer.isdigit() and 1 <= int(answer) <= last:
+            if answer.isdecimal() and 1 <= int(answer) <= last:
                 return self.choices[int(answer) - 1][1]
             if answer:
                 self.io.say(f"'{answer}' is not on the menu: type a number from 1 to {last}")
@@ -173,7 +173,7 @@ class Menu:
             self.io.say(f"{mark} {number}) {name}")
 
         def check(answer: str) -> str:
-            if answer.isdigit() and 1 <= int(answer) <= len(names):
+            if answer.isdecimal() and 1 <= int(answer) <= len(names):
                 return names[int(answer) - 1]
             if answer in names:
                 return answer
@@ -262,6 +262,6 @@ class Menu:
 
 
 def _transfers(answer: str) -> int:
-    if not answer.isdigit() or not 1 <= int(answer) <= MAX_TRANSFERS:
+    if not answer.isdecimal() or not 1 <= int(answer) <= MAX_TRANSFERS:
         raise UsageError(f"give a number from 1 to {MAX_TRANSFERS}")
     return int(answer)

@@ -824,7 +824,7 @@ def connect(endpoint: Endpoint) -> SmbSession:
         who = f"user '{endpoint.user}'" if endpoint.user else "guest access"
         raise AuthError(
             f"{endpoint.where} refused {who}: wrong user name or password (or domain); "
-            "check them with 'backdown profile edit'"
+            "check them in the profile (edit it) or the saved password"
         )
     return SmbSession(conn, endpoint)
 

@@ -213,8 +213,8 @@ def _local_source(profile: Profile) -> str:
     root = profile.local
     if not os.path.isdir(root):
         raise UsageError(
-            f"local folder {root} does not exist or is not a folder; fix it with "
-            f"'backdown profile edit {profile.name} --local DIR'"
+            f"local folder {root} does not exist or is not a folder; create it, or edit "
+            f"profile '{profile.name}' to point at the right folder"
         )
     return root
 

@@ -83,11 +83,16 @@ class Sample:
     label: str
     seconds: float
     rss_kib: int
-    cpu_s: float
+    cpu_user: float
+    cpu_sys: float
     stdout: str
     stderr: str
     load: float = 0.0  # 1-minute load average when it started: other work skews a run
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cpu_s(self) -> float:
+        return self.cpu_user + self.cpu_sys
 
     @property
     def rss_mb(self) -> float:
@@ -157,11 +162,11 @@ class Runner:
                 f"{label}: exit code {proc.returncode}\ncommand: {' '.join(cmd)}\n"
                 f"--- stderr ---\n{_tail(stderr)}\n--- stdout (end) ---\n{_tail(stdout, 20)}"
             )
-        rss_kib, cpu_s = int(usage.ru_maxrss), usage.ru_utime + usage.ru_stime
+        rss_kib, user, system = int(usage.ru_maxrss), usage.ru_utime, usage.ru_stime
         if self.launcher is not None:
             fields = usage_path.read_text().split()
-            rss_kib, cpu_s = int(fields[0]), float(fields[1]) + float(fields[2])
-        return Sample(label, seconds, rss_kib, cpu_s, stdout, stderr, load)
+            rss_kib, user, system = int(fields[0]), float(fields[1]), float(fields[2])
+        return Sample(label, seconds, rss_kib, user, system, stdout, stderr, load)
 
     def _expire(self, proc: subprocess.Popen[bytes], flag: threading.Event) -> None:
         flag.set()
@@ -287,6 +292,7 @@ class Bench:
         self.config_dir = self.work / "config"
         self.results = Results()
         self.datasets: dict[str, DataSet] = {}
+        self._smbd_baseline: set[int] = set()
         self.notes: list[str] = []
         self.load_before = os.getloadavg()
         # Others may edit backdown/ while this runs for half an hour: every run uses one copy.
@@ -314,6 +320,8 @@ class Bench:
         self.server = self.samba_mod.SambaServer(self.work / "samba")
         self.server.start()
         self.port = self.server.port
+        time.sleep(0.5)  # let the log-on check's connection go
+        self._smbd_baseline = set(self._smbd_processes())
         if lanproxy is not None:
             self._start_proxy(lanproxy)
         say("writing the data sets ...")
@@ -402,6 +410,45 @@ class Bench:
                 time.sleep(0.05)
         self.port = port
         say(f"lanproxy on 127.0.0.1:{port} -> smbd on {self.server.port}")
+
+    def _smbd_processes(self) -> dict[int, list[str]]:
+        """pid -> /proc/pid/stat fields after "(comm)", for our smbd and its children."""
+        main = self.server._proc.pid if self.server._proc is not None else -1
+        found = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if int(entry) == main or int(fields[1]) == main:
+                found[int(entry)] = fields
+        return found
+
+    def server_cpu(self, wait_for_exit: bool = False) -> float:
+        """CPU seconds our smbd has used so far, the children it has reaped included.
+
+        With wait_for_exit, first wait (at most 5 s) until the children that served the
+        last client have exited and been reaped, so their time is counted.
+        """
+        deadline = time.monotonic() + 5
+        while wait_for_exit and time.monotonic() < deadline:
+            if set(self._smbd_processes()) <= self._smbd_baseline:
+                break
+            time.sleep(0.02)
+        ticks = os.sysconf("SC_CLK_TCK")
+        # fields[11:15]: utime, stime, cutime, cstime (stat fields 14 to 17)
+        return sum(
+            sum(int(x) for x in fields[11:15]) for fields in self._smbd_processes().values()
+        ) / float(ticks)
+
+    def timed(self, label: str, cmd: list[str], env: dict[str, str]) -> Sample:
+        """runner.run, and the server's CPU time spent on it (extra["server_cpu"])."""
+        before = self.server_cpu(wait_for_exit=True)
+        sample = self.runner.run(label, cmd, env)
+        sample.extra["server_cpu"] = self.server_cpu(wait_for_exit=True) - before
+        return sample
 
     def _add_profile(self, ds: DataSet) -> None:
         cmd = [sys.executable, "-m", "backdown", "--config-dir", str(self.config_dir)]
@@ -507,7 +554,7 @@ class Bench:
         else:
             local = self.fresh_local(f"{case}-{client.replace(' ', '-')}")
         cmd, env = self.command(client, direction, ds, local)
-        sample = self.runner.run(label, cmd, env)
+        sample = self.timed(label, cmd, env)
         self._check_output(client, sample, expected=ds.files)
         self.check_count(label, self.remote_disk(ds) if direction == "up" else local, ds)
         self.results.samples[(case, client, direction)].append(sample)
@@ -571,7 +618,7 @@ class Bench:
         os.sync()
         if "c" in self.args.cases:
             for run in range(self.args.runs):
-                sample = self.runner.run(
+                sample = self.timed(
                     f"(c) BackDown re-run, nothing changed, run {run + 1}", cmd, env
                 )
                 self._check_output(BACKDOWN, sample, expected=None)
@@ -589,7 +636,7 @@ class Bench:
                     st = path.stat()
                     when = max(time.time(), st.st_mtime + 10)  # beyond --modify-window for sure
                     os.utime(path, (when, when))
-                sample = self.runner.run(
+                sample = self.timed(
                     f"(d) BackDown re-run, {TOUCHED} touched, run {run + 1}", cmd, env
                 )
                 self._check_output(BACKDOWN, sample, expected=None)
@@ -876,6 +923,10 @@ class Report:
     def cpu(self, case: str, client: str, direction: str) -> float:
         return _med([s.cpu_s for s in self.r.samples.get((case, client, direction), [])])
 
+    def server_cpu(self, case: str, client: str, direction: str) -> float:
+        samples = self.r.samples.get((case, client, direction), [])
+        return _med([s.extra.get("server_cpu", float("nan")) for s in samples])
+
     def render(self) -> str:
         b, args = self.b, self.b.args
         mode = (
@@ -897,7 +948,9 @@ class Report:
             "(other work on the machine skews the numbers)",
             f"- {args.runs} run(s) per figure; medians. A time is a whole process from spawn to "
             "exit: interpreter start, imports, connect and logon included. MB = 10^6 bytes. "
-            "Peak RSS is the process's ru_maxrss from wait4(); CPU is its user + system time. "
+            "Peak RSS is the process's ru_maxrss from wait4(); CPU is its user + system time; "
+            "smbd CPU is what the server's processes spent meanwhile (/proc, reaped children "
+            "included). "
             "BackDown runs with its default "
             "--transfers 4; smbclient and the naive loop use one connection.",
             "- Ratios are BackDown's time divided by the other client's time: below 1.00 "
@@ -926,8 +979,8 @@ class Report:
             f"## ({case}) {ds.title}, up and down",
             "",
             f"| client | upload s | upload {unit} | download s | download {unit} "
-            "| peak RSS up / down MB | CPU up / down s |",
-            "|---|--:|--:|--:|--:|--:|--:|",
+            "| peak RSS up / down MB | CPU up / down s | smbd CPU up / down s |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|",
         ]
         for client in CLIENTS:
             up, down = self.secs(case, client, "up"), self.secs(case, client, "down")
@@ -935,7 +988,9 @@ class Report:
                 f"| {client} | {_fmt(up)} | {_fmt(amount / up, 1)} | {_fmt(down)} "
                 f"| {_fmt(amount / down, 1)} | {_fmt(self.rss(case, client, 'up'), 1)} / "
                 f"{_fmt(self.rss(case, client, 'down'), 1)} | {_fmt(self.cpu(case, client, 'up'))}"
-                f" / {_fmt(self.cpu(case, client, 'down'))} |"
+                f" / {_fmt(self.cpu(case, client, 'down'))} "
+                f"| {_fmt(self.server_cpu(case, client, 'up'))}"
+                f" / {_fmt(self.server_cpu(case, client, 'down'))} |"
             )
         engine = {
             d: _med([s.extra.get("engine_s", 0.0) for s in self.r.samples[(case, BACKDOWN, d)]])
@@ -1075,15 +1130,17 @@ class Report:
         out = [
             "## Every run",
             "",
-            "| run | s | BackDown's own s | peak RSS MB | CPU s | load at start |",
-            "|---|--:|--:|--:|--:|--:|",
+            "| run | s | BackDown's own s | peak RSS MB | CPU user + sys s | smbd CPU s "
+            "| load at start |",
+            "|---|--:|--:|--:|--:|--:|--:|",
         ]
         every = [s for ss in self.r.samples.values() for s in ss] + self.r.rerun + self.r.touched
         for s in every:
             engine = s.extra.get("engine_s")
             out.append(
                 f"| {s.label} | {s.seconds:.3f} | {'' if engine is None else f'{engine:.3f}'} "
-                f"| {s.rss_mb:.1f} | {s.cpu_s:.2f} | {s.load:.2f} |"
+                f"| {s.rss_mb:.1f} | {s.cpu_user:.2f} + {s.cpu_sys:.2f} "
+                f"| {s.extra.get('server_cpu', float('nan')):.2f} | {s.load:.2f} |"
             )
         return out
 
