@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +34,7 @@ from backdown.manifest import (
     utc_stamp,
 )
 from backdown.options import RunOptions
-from backdown.plan import Action, CompareRules, Plan, Tree, make_plan, mirror_refusal
+from backdown.plan import Action, CompareRules, Item, Plan, Tree, make_plan, mirror_refusal
 from backdown.profile import Profile
 from backdown.progress import Subscriber
 from backdown.report import RunReport
@@ -312,25 +312,12 @@ def _upload(
         checksum=options.checksum,
         checksums=dict(manifest),
     )
-    created, failures = create_folders(session, uploader, plan)
-    failed_dirs = tuple(f.path for f in failures)
-    copies = [i for i in plan.copies if not i.path.startswith(failed_dirs)]
-    pool: WorkerPool = WorkerPool(
-        sessions.endpoint,
-        options.transfers,
-        options.retries,
-        subscriber,
-        cancel,
-        options.backoff,
-    )
-    try:
-        failures += pool.run(copies, uploader.upload, lambda i: i.path)
-    finally:
-        report.bytes_transferred = meter.bytes
-    failures += [Failure(p, why) for p, why in src.errors]
+    created, folder_failures = create_folders(session, uploader, plan)
     report.folders_created = created
-    failed = {f.path for f in failures}
-    report.files_transferred = sum(1 for c in copies if c.path not in failed)
+    copies, failures = _copy_all(
+        sessions, options, subscriber, cancel, meter, plan, folder_failures, uploader.upload,
+        src, report,
+    )  # fmt: skip
     report.resumed_files = uploader.resumed
     session = _reopen(sessions)
     if mirror and (plan.extra_dirs or plan.by_action(Action.EXTRA)):
@@ -356,6 +343,37 @@ def _upload(
         prune_versions(session, root, profile.keep_versions_days, time.time())
     # Every run is recorded, no-op runs too, so an office-wide "who is overdue" report sees them.
     _record_status(session, profile, report)
+
+
+def _copy_all(
+    sessions: _Sessions,
+    options: RunOptions,
+    subscriber: Subscriber,
+    cancel: threading.Event,
+    meter: Meter,
+    plan: Plan,
+    folder_failures: list[Failure],
+    work: Callable[[SmbSession, Item, int], None],
+    src: Tree,
+    report: RunReport,
+) -> tuple[list[Item], list[Failure]]:
+    """Copy the plan's files with the worker pool (skipping folders that could not be
+    made); returns the copies tried and every failure of the run so far."""
+    failed_dirs = tuple(f.path for f in folder_failures)
+    copies = [i for i in plan.copies if not i.path.startswith(failed_dirs)]
+    pool: WorkerPool[Item] = WorkerPool(
+        sessions.endpoint, options.transfers, options.retries, subscriber, cancel,
+        options.backoff,
+    )  # fmt: skip
+    failures = list(folder_failures)
+    try:
+        failures += pool.run(copies, work, lambda i: i.path)
+    finally:
+        report.bytes_transferred = meter.bytes
+    failures += [Failure(p, why) for p, why in src.errors]
+    failed = {f.path for f in failures}
+    report.files_transferred = sum(1 for c in copies if c.path not in failed)
+    return copies, failures
 
 
 def _record_status(session: SmbSession, profile: Profile, report: RunReport) -> None:
@@ -454,27 +472,14 @@ def _download(
         cancel=cancel,
         overwrite=options.overwrite,
     )
-    created, failures = create_local_folders(downloader, plan)
-    failed_dirs = tuple(f.path for f in failures)
-    copies = [i for i in plan.copies if not i.path.startswith(failed_dirs)]
-    pool: WorkerPool = WorkerPool(
-        sessions.endpoint,
-        options.transfers,
-        options.retries,
-        subscriber,
-        cancel,
-        options.backoff,
-    )
-    try:
-        failures += pool.run(copies, downloader.download, lambda i: i.path)
-    finally:
-        report.bytes_transferred = meter.bytes
-    failures += [Failure(p, why) for p, why in src.errors]
+    created, folder_failures = create_local_folders(downloader, plan)
+    report.folders_created = created
+    copies, failures = _copy_all(
+        sessions, options, subscriber, cancel, meter, plan, folder_failures,
+        downloader.download, src, report,
+    )  # fmt: skip
     keep = {temp_name(i.path, i.src) for i in copies if i.src}
     remove_local_partials(target, dst.partials, keep)
-    failed = {f.path for f in failures}
-    report.files_transferred = sum(1 for c in copies if c.path not in failed)
-    report.folders_created = created
     report.files_versioned = downloader.set_aside_count
     report.resumed_files = downloader.resumed
     report.files_failed = failures
