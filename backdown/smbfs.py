@@ -271,12 +271,11 @@ class _Wire:
         self.replies[reply.mid] = reply
         self.credits += int(getattr(reply, "credit_re", 0) or 0)
 
-    def _frame(self, messages: list[SMB2Message], tid: int, related: bool) -> bytes:
-        """Encode (and sign) a chain of requests as one compound message."""
+    def _frame(self, messages: list[SMB2Message], tid: int, related: bool) -> bytearray:
+        """Encode (and sign) a chain of requests as one direct-TCP message, ready to send."""
         conn = self.conn
-        frames = []
+        out = bytearray(4)  # the direct TCP header: the length, filled in at the end
         for i, m in enumerate(messages):
-            last = i == len(messages) - 1
             m.mid = conn._getNextMID_SMB2()
             m.session_id = conn.session_id
             m.tid = tid
@@ -284,19 +283,19 @@ class _Wire:
                 m.flags |= SMB2_FLAGS_RELATED_OPERATIONS
             if conn.is_signing_active:
                 m.flags |= SMB2_FLAGS_SIGNED
-            raw = m.encode()
-            pad = 0 if last else (-len(raw)) % 8
-            if not last:
-                m.next_command_offset = len(raw) + pad
-                raw = m.encode()
+            start = len(out)
+            out += m.encode()
             # CreditRequest sits at offset 14 of the header; pysmb always sends 0 there.
-            raw = raw[:14] + struct.pack("<H", _CREDITS_WANTED) + raw[16:] + b"\0" * pad
+            struct.pack_into("<H", out, start + 14, _CREDITS_WANTED)
+            if i < len(messages) - 1:
+                out += b"\0" * ((start - len(out)) % 8)  # the next header is 8-byte aligned
+                struct.pack_into("<I", out, start + 20, len(out) - start)  # NextCommand
             if conn.is_signing_active:
                 # A compounded request is signed over itself and its padding ([MS-SMB2] 3.1.4.1).
-                sig = hmac.new(conn.signing_session_key, raw, sha256).digest()[:16]
-                raw = raw[:48] + sig + raw[64:]
-            frames.append(raw)
-        return b"".join(frames)
+                sig = hmac.new(conn.signing_session_key, out[start:], sha256).digest()[:16]
+                out[start + 48 : start + 64] = sig
+        struct.pack_into(">I", out, 0, len(out) - 4)
+        return out
 
     def send(self, payloads: list[Any], related: bool = True, tid: int | None = None) -> list[int]:
         """Send requests (compounded if several); returns their message ids."""
@@ -308,7 +307,7 @@ class _Wire:
         for m in messages:
             self.conn.pending_requests[m.mid] = _PendingRequest(m.mid, expiry, self._got, None)
         self.credits -= len(messages)
-        self.conn.sendNMBMessage(data)
+        self.conn.sock.sendall(data)
         return [m.mid for m in messages]
 
     def wait(self, mids: list[int]) -> list[SMB2Message]:
