@@ -111,6 +111,10 @@ class Runner:
     """
 
     def __init__(self, log_dir: Path, timeout: float) -> None:
+        # Children run in the work folder: `python -m` puts the current folder first on
+        # sys.path, and from the repository that would import backdown/ from the work tree
+        # instead of the copy the benchmark measures.
+        self.cwd = log_dir.parent
         self.log_dir = log_dir
         self.timeout = timeout
         self.launcher: Path | None = None  # rusage_exec, once built
@@ -136,7 +140,7 @@ class Runner:
                 stdout=out,
                 stderr=err,
                 env=env,
-                cwd=cwd,
+                cwd=cwd or self.cwd,
                 start_new_session=True,
             )
             self._current = proc
@@ -297,15 +301,31 @@ class Bench:
         self.load_before = os.getloadavg()
         # Others may edit backdown/ while this runs for half an hour: every run uses one copy.
         self.src = self.work / "src"
-        shutil.copytree(
-            REPO / "backdown", self.src / "backdown", ignore=shutil.ignore_patterns("__pycache__")
-        )
-        self.source_digest = source_digest(self.src / "backdown")
+        self.source_digest = ""
 
     # ----------------------------------------------------------------- set-up, clean-up
 
     def setup(self) -> bool:
         """Server, proxy, data sets, profiles. False if --lan was asked and cannot be had."""
+        shutil.copytree(
+            Path(self.args.backdown_src),
+            self.src / "backdown",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        self.source_digest = source_digest(self.src / "backdown")
+        probe = subprocess.run(
+            [sys.executable, "-c", "import backdown; print(backdown.__file__)"],
+            env=self._env(),
+            cwd=self.runner.cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if not probe.stdout.strip().startswith(str(self.src)):
+            raise BenchError(
+                f"the clients would import backdown from {probe.stdout.strip() or '?'}, not "
+                f"from the copy in {self.src}:\n{probe.stderr}"
+            )
         self.runner.launcher = self._build_launcher()
         lanproxy = None
         if self.args.lan:
@@ -335,6 +355,7 @@ class Bench:
             )
         for ds in self.datasets.values():
             self._add_profile(ds)
+        os.sync()  # the first run must not pay for writing the data sets back to disk
         return True
 
     def _compile(self, src: Path, name: str, *flags: str) -> tuple[Path | None, str]:
@@ -679,7 +700,8 @@ class Bench:
             cmd, env = self.command(BACKDOWN, "down" if kind == "down" else "up", ds, local)
             if spy:
                 data = out_dir / f"{name}.collapsed.txt"
-                wrapped = [spy, "record", "--idle", "--threads", "--rate", str(PROFILE_RATE)]
+                wrapped = [spy, "record", "--idle", "--threads", "--nonblocking"]
+                wrapped += ["--rate", str(PROFILE_RATE)]
                 wrapped += ["--format", "raw", "--output", str(data), "--", *cmd]
             else:
                 data = out_dir / f"{name}.prof"
@@ -705,7 +727,8 @@ class Bench:
             f"One run per case, code sha256 {self.source_digest}, same server and data as the "
             f"timed runs. Tool: {tool}"
             + (
-                f" (`record --idle --threads --rate {PROFILE_RATE}`: samples of every thread, "
+                f" (`record --idle --threads --nonblocking --rate {PROFILE_RATE}`: samples of "
+                "every thread, "
                 "waiting included, so a thread's samples add up to its wall time). "
                 "Seconds = samples / rate. Inclusive: time with the function anywhere on the "
                 "stack; self: time with it on top (where the thread actually was)."
@@ -879,8 +902,8 @@ def machine_lines(bench: Bench) -> list[str]:
         f"the start (sha256 of its .py files {bench.source_digest})"
         + (
             ""
-            if source_digest(REPO / "backdown") == bench.source_digest
-            else "; backdown/ in the work tree has changed since"
+            if source_digest(Path(bench.args.backdown_src)) == bench.source_digest
+            else f"; {bench.args.backdown_src} has changed since"
         ),
     ]
 
@@ -1177,6 +1200,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="afterwards, profile one BackDown run per case (py-spy, else cProfile) into DIR",
     )
     parser.add_argument(
+        "--backdown-src",
+        metavar="DIR",
+        default=str(REPO / "backdown"),
+        help="the backdown package to measure (default: this work tree's; it is copied first)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary folder (logs, data)"
     )
     parser.add_argument(
@@ -1191,6 +1220,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if not (Path(args.backdown_src) / "__main__.py").is_file():
+        parser.error(f"{args.backdown_src} is not the backdown package (no __main__.py)")
+    args.backdown_src = str(Path(args.backdown_src).resolve())
     if not args.cases or set(args.cases) - set("abcd"):
         parser.error("--cases takes letters from abcd")
     return args
@@ -1203,6 +1235,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C or kill -INT must still
+    # stop the benchmark and clean up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     began = time.time()
     bench = Bench(args)
     try:
