@@ -9,7 +9,7 @@ times each client as a whole process (interpreter start and logon included), thr
 
 (a) one big file up and down;   (b) many 4 KiB files in 50 folders up and down;
 (c) BackDown's upload again with nothing changed;   (d) again after touching 10 files;
-(e) the peak RSS of every process of (a) and (b), from os.wait4().
+(e) the peak RSS of every process of (a) and (b), from wait4() (through rusage_exec.c).
 
 With --lan every client talks to the server through lanproxy (500 us each way, 1 Gbit/s
 shared). A script, not a test: tests/bench/conftest.py keeps pytest out of this folder.
