@@ -27,10 +27,10 @@ class UnsafePath(RemoteFileError):
     """A server-supplied path would land outside the target folder."""
 
 
-def inside(root_real: str, path: str) -> bool:
-    """Whether path (its folder resolved through symlinks) lies inside root_real."""
-    parent = os.path.realpath(os.path.dirname(path))
-    return parent == root_real or parent.startswith(root_real + os.sep)
+def inside(root_real: str, folder: str) -> bool:
+    """Whether a folder, resolved through symlinks, lies inside root_real."""
+    real = os.path.realpath(folder)
+    return real == root_real or real.startswith(root_real + os.sep)
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Downloader:
     target_root: str
     remote_root: str
     stamp: str
+    partials: dict[str, int]  # local temporaries found by the walk
     meter: Meter
     subscriber: Subscriber
     cancel: threading.Event
@@ -47,22 +48,31 @@ class Downloader:
     set_aside_count: int = 0
     resumed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _safe_folders: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._root_real = os.path.realpath(self.target_root)
 
     def checked_path(self, rel: str) -> str:
+        """The local path for rel, refused if its folder resolves outside the target."""
         path = local_path(self.target_root, rel)
-        if not inside(self._root_real, path):
-            raise UnsafePath("refused: this path would be written outside the target folder")
+        folder = os.path.dirname(path)
+        if folder not in self._safe_folders:  # one realpath per folder, not per file
+            if not inside(self._root_real, folder):
+                raise UnsafePath("refused: this path would be written outside the target folder")
+            with self._lock:
+                self._safe_folders.add(folder)
         return path
 
     def download(self, session: SmbSession, item: Item, attempt: int) -> None:
         src = item.src
         assert src is not None
         dest = self.checked_path(src.path)
-        temp = self.checked_path(temp_name(src.path, src))
-        offset = _partial_size(temp, src.size)
+        temp_rel = temp_name(src.path, src)
+        temp = self.checked_path(temp_rel)
+        # The walk saw what earlier runs left; a retry looks at what the failed try left.
+        found = self.partials.get(temp_rel, 0) if attempt == 0 else _partial_size(temp)
+        offset = found if found <= src.size else 0
         if offset:
             with self._lock:
                 self.resumed += 1
@@ -75,10 +85,11 @@ class Downloader:
                     offset,
                     src.size,
                 )
-            size = os.path.getsize(temp)
-            if size != src.size:
-                raise RemoteFileError("changed on the server during the restore; run it again")
-            os.utime(temp, ns=(int(src.mtime * 1e9), int(src.mtime * 1e9)))
+                f.flush()
+                if os.fstat(f.fileno()).st_size != src.size:
+                    raise RemoteFileError("changed on the server during the restore; run again")
+                mtime_ns = int(src.mtime * 1e9)
+                os.utime(f.fileno(), ns=(mtime_ns, mtime_ns))
             if item.action is Action.CHANGED and not self.overwrite:
                 self._set_aside(src.path, dest)
             os.replace(temp, dest)
@@ -95,13 +106,12 @@ class Downloader:
             self.set_aside_count += 1
 
 
-def _partial_size(temp: str, full: int) -> int:
-    """How much of a temporary an earlier run left that can be continued (0: start over)."""
+def _partial_size(temp: str) -> int:
+    """How much of a temporary is on disk (0 if none)."""
     try:
-        size = os.path.getsize(temp)
+        return os.path.getsize(temp)
     except OSError:
         return 0
-    return size if size <= full else 0
 
 
 def create_local_folders(downloader: Downloader, plan: Plan) -> tuple[int, list[Failure]]:

@@ -467,6 +467,7 @@ def _download(
         target_root=target,
         remote_root=root,
         stamp=utc_stamp(),
+        partials=dst.partials,
         meter=meter,
         subscriber=subscriber,
         cancel=cancel,
