@@ -8,7 +8,6 @@ ConnectError (retry after reconnecting), AuthError, ShareError, RemoteFileError 
 from __future__ import annotations
 
 import hmac
-import logging
 import socket
 import struct
 import time
@@ -18,7 +17,6 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any, Protocol
 
-import smb.base as _smb_base
 from smb.base import NotConnectedError, NotReadyError, SMBTimeout, _PendingRequest
 from smb.smb2_constants import (
     SMB2_FLAGS_RELATED_OPERATIONS,
@@ -57,26 +55,6 @@ from smb.smb_structs import OperationFailure
 from smb.SMBConnection import SMBConnection
 
 from backdown.errors import AuthError, BackdownError, ConnectError, RemoteFileError, ShareError
-
-log = logging.getLogger(__name__)
-
-_FILE_RENAME_INFORMATION = 0x0A
-
-
-class _RenameLengthFix(_smb_base.SMB2SetInfoRequest):
-    """pysmb 1.2.15 sends a rename's target length as len(str) * 2, which is short by two
-    bytes per character outside the BMP (emoji, rare CJK): the server then truncates the
-    name. The length field must be the byte length of the UTF-16 name that follows it."""
-
-    def __init__(
-        self, fid: Any, additional_info: int, info_type: int, file_info_class: int, data: bytes
-    ) -> None:
-        if file_info_class == _FILE_RENAME_INFORMATION and len(data) >= 20:
-            data = data[:16] + struct.pack("<I", len(data) - 20) + data[20:]
-        super().__init__(fid, additional_info, info_type, file_info_class, data)
-
-
-_smb_base.SMB2SetInfoRequest = _RenameLengthFix
 
 CONNECT_TIMEOUT = 10.0
 OPERATION_TIMEOUT = 60.0
@@ -218,6 +196,7 @@ def _status_error(status: int | None, what: str, endpoint: Endpoint) -> Backdown
 
 _ATTR_DIRECTORY = 0x10
 _FILE_BASIC_INFORMATION = 0x04
+_FILE_RENAME_INFORMATION = 0x0A
 _RELATED_FID = b"\xff" * 16
 _CREDITS_WANTED = 256
 _PIPELINE_DEPTH = 16  # reads or writes of one file in flight
@@ -253,6 +232,8 @@ def _set_mtime_info(fid: bytes, mtime: float) -> SMB2SetInfoRequest:
 
 def _rename_info(fid: bytes, new_path: str) -> SMB2SetInfoRequest:
     # FILE_RENAME_INFORMATION: ReplaceIfExists = 0, so an existing target is never replaced.
+    # The length is that of the UTF-16 bytes: pysmb 1.2.15's own rename sends len(str) * 2,
+    # which truncates names with characters outside the BMP (emoji).
     name = new_path.replace("/", "\\").strip("\\").encode("utf-16-le")
     data = struct.pack("<B7xQI", 0, 0, len(name)) + name
     return SMB2SetInfoRequest(fid, 0, SMB2_INFO_FILE, _FILE_RENAME_INFORMATION, data)
@@ -342,8 +323,7 @@ class _Wire:
             path = f"\\\\{self.conn.remote_name.upper()}\\{share}"
             (reply,) = self.wait(self.send([SMB2TreeConnectRequest(path)], tid=0))
             if reply.status != 0:
-                status = STATUS_BAD_NETWORK_NAME if reply.status == 0xC00000CC else reply.status
-                raise _status_error(status, "opening the share", self.endpoint)
+                raise _status_error(reply.status, "opening the share", self.endpoint)
             tid = self.conn.connected_trees[share] = reply.tid
         return int(tid)
 
