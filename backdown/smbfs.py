@@ -28,6 +28,7 @@ from smb.smb2_structs import (
     SMB2CreateRequest,
     SMB2EchoRequest,
     SMB2Message,
+    SMB2QueryDirectoryRequest,
     SMB2ReadRequest,
     SMB2SetInfoRequest,
     SMB2TreeConnectRequest,
@@ -202,6 +203,13 @@ _CREDITS_WANTED = 256
 _PIPELINE_DEPTH = 16  # reads or writes of one file in flight
 _CHUNK = 65536  # SMB 2.0.2 allows at most 64 KiB per read or write
 STATUS_END_OF_FILE = 0xC0000011
+STATUS_NO_SUCH_FILE = 0xC000000F
+STATUS_NO_MORE_FILES = 0x80000006
+_FILE_ID_BOTH_DIRECTORY_INFORMATION = 0x25
+_DIR_ENTRY = struct.Struct("<IIQQQQQQIIIBB24sHQ")
+# Two directory reads per listing round trip; 2 x 32 KiB keeps the compound answer under the
+# 128 KiB that pysmb's receive loop can frame. A bigger folder falls back to pysmb's listing.
+_LIST_BUFFER = 32768
 _SEC_IMPERSONATE = 0x02
 _SHARE_ALL = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
 
@@ -364,8 +372,8 @@ class SmbSession:
         except ConnectError:
             self.close()
             raise
-        except RemoteFileError:
-            raise  # the server answered: the connection is still in step
+        except (RemoteFileError, LocalFileError):
+            raise  # every request had its answer: the connection is still in step
         except (NotConnectedError, NotReadyError, SMBTimeout, OSError) as exc:
             self.close()
             raise ConnectError(
@@ -373,21 +381,59 @@ class SmbSession:
                 f"({_describe_network_error(exc)})"
             ) from None
         except BaseException:
-            # Cancelled, or a local file error raised from inside a transfer: the
-            # connection may hold half an exchange, so it cannot be used again.
+            # Cancelled (or a bug): the connection may hold half an exchange, so it
+            # cannot be used again.
             self.close()
             raise
 
     # -- reading -------------------------------------------------------------------------
     def listdir(self, path: str) -> list[RemoteEntry]:
-        """The entries of a remote folder, without '.' and '..'."""
-        with self._op(f"listing '{path or '/'}'"):
-            entries = self._conn.listPath(self.endpoint.share, path or "/", timeout=self._t)
+        """The entries of a remote folder, without '.' and '..'.
+
+        One round trip for most folders: open, two directory reads and close, compounded.
+        """
+        what = f"listing '{path or '/'}'"
+        with self._op(what):
+            if self._wire is not None:
+                entries = self._list_compound(path, what)
+                if entries is not None:
+                    return entries
+            found = self._conn.listPath(self.endpoint.share, path or "/", timeout=self._t)
         return [
             RemoteEntry(e.filename, e.isDirectory, int(e.file_size), float(e.last_write_time))
-            for e in entries
+            for e in found
             if e.filename not in (".", "..")
         ]
+
+    def _list_compound(self, path: str, what: str) -> list[RemoteEntry] | None:
+        """A folder's entries in one round trip, or None if it holds more than that brings."""
+        assert self._wire is not None
+        query = [
+            SMB2QueryDirectoryRequest(
+                _RELATED_FID, "*", _FILE_ID_BOTH_DIRECTORY_INFORMATION, 0, _LIST_BUFFER
+            )
+            for _ in range(2)
+        ]
+        replies = self._wire.call(
+            [_create(path, FILE_READ_DATA | FILE_READ_ATTRIBUTES, FILE_OPEN, FILE_DIRECTORY_FILE),
+             *query, SMB2CloseRequest(_RELATED_FID)]
+        )  # fmt: skip
+        opened, first, second, closed = replies
+        fid = opened.payload.fid if opened.status == 0 else None
+        if fid is not None and closed.status != 0:
+            self._wire.close_quietly(fid)
+        if opened.status != 0:
+            raise _status_error(opened.status, what, self.endpoint)
+        done = (STATUS_NO_MORE_FILES, STATUS_NO_SUCH_FILE)
+        if first.status in done:
+            return []
+        if first.status != 0:
+            raise _status_error(first.status, what, self.endpoint)
+        if second.status == 0:
+            return None  # there may be more: let pysmb page through it
+        if second.status not in done:
+            raise _status_error(second.status, what, self.endpoint)
+        return _parse_directory(first.payload.data)
 
     def stat(self, path: str) -> RemoteEntry | None:
         """An entry's metadata, or None if it does not exist."""
@@ -619,7 +665,11 @@ class SmbSession:
         error: int | None = None
         while not eof or in_flight:
             while error is None and not eof and len(in_flight) < _PIPELINE_DEPTH:
-                data = fileobj.read(_CHUNK)
+                try:
+                    data = fileobj.read(_CHUNK)
+                except LocalFileError:
+                    wire.wait(list(in_flight))  # stay in step: collect what is in flight
+                    raise
                 if not data:
                     eof = True
                     break
@@ -743,6 +793,26 @@ class SmbSession:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _parse_directory(data: bytes) -> list[RemoteEntry]:
+    """Entries of a FILE_ID_BOTH_DIRECTORY_INFORMATION buffer ([MS-FSCC] 2.4.17)."""
+    entries = []
+    offset = 0
+    while offset + _DIR_ENTRY.size <= len(data):
+        (next_offset, _, _, _, write_time, _, size, _, attributes, name_length,
+         *_) = _DIR_ENTRY.unpack_from(data, offset)  # fmt: skip
+        start = offset + _DIR_ENTRY.size
+        # Lone surrogates survive decoding, so such a name can be refused, not mangled.
+        name = data[start : start + name_length].decode("utf-16-le", "surrogatepass")
+        if name not in (".", ".."):
+            is_dir = bool(attributes & _ATTR_DIRECTORY)
+            mtime = (write_time - 116444736000000000) / 10_000_000
+            entries.append(RemoteEntry(name, is_dir, int(size), mtime))
+        if not next_offset:
+            break
+        offset += next_offset
+    return entries
 
 
 def _check_end(end: int, size: int | None) -> None:

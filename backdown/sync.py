@@ -319,12 +319,13 @@ def _upload(
         src, report,
     )  # fmt: skip
     report.resumed_files = uploader.resumed
+    report.notes += [f"could not list '{p}' on the share ({why})" for p, why in dst.errors]
     session = _reopen(sessions)
     if mirror and (plan.extra_dirs or plan.by_action(Action.EXTRA)):
-        if failures:
+        if failures or dst.errors:
             report.notes.append(
-                "nothing was moved to the versions area because some files failed; "
-                "fix them and run again"
+                "nothing was moved to the versions area because some files or folders "
+                "failed; fix them and run again"
             )
         else:
             removed, more = remove_extras(session, uploader, plan, dst)

@@ -27,6 +27,10 @@ def unsafe_name(name: str) -> str | None:
         return "refused a name that means a parent or current folder"
     if any(c in name for c in _UNSAFE_CHARS):
         return "refused a name containing a path separator"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "refused a name that is not valid Unicode"
     if os.name == "nt" and (":" in name or name.rstrip(" .") != name):
         return "refused a name Windows cannot store"
     return None

@@ -1,0 +1,207 @@
+"""The SMB session (backdown.smbfs) against the real Samba server: compounded listings,
+pipelined transfers and the errors they map to. Checked against the share's disk and
+against pysmb's own calls, which BackDown's requests must agree with."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from samba import SambaServer
+
+from backdown.errors import ShareError
+from backdown.smbfs import (
+    Endpoint,
+    LocalFileError,
+    RemoteExists,
+    RemoteFileError,
+    RemoteNotFound,
+    SmbSession,
+    connect,
+)
+
+
+@pytest.fixture
+def session(samba: SambaServer) -> Iterator[SmbSession]:
+    endpoint = Endpoint("127.0.0.1", samba.port, "backup", samba.user, password=samba.password)
+    with connect(endpoint) as s:
+        yield s
+
+
+def _names(entries: list) -> set[str]:
+    return {e.name for e in entries}
+
+
+def test_listing_agrees_with_the_disk_and_with_pysmb(
+    samba: SambaServer, session: SmbSession, remote_dir: str
+) -> None:
+    folder = samba.share_path("backup") / remote_dir
+    names = ["a.txt", "Ünïcödé café.txt", "日本語.txt", "emoji 😀.txt", "sp ace"]
+    for i, name in enumerate(names):
+        samba.put_file("backup", f"{remote_dir}/{name}", b"x" * i, mtime=1_600_000_000 + i)
+    samba.put_file("backup", f"{remote_dir}/sub/inner.txt", b"in")
+    entries = session.listdir(remote_dir)
+    assert _names(entries) == {*names, "sub"}
+    by_name = {e.name: e for e in entries}
+    for i, name in enumerate(names):
+        assert by_name[name].size == i and not by_name[name].is_dir
+        assert by_name[name].mtime == pytest.approx(1_600_000_000 + i, abs=1e-6)
+    assert by_name["sub"].is_dir
+    pysmb = session._conn.listPath("backup", remote_dir)  # the reference implementation
+    assert {e.filename for e in pysmb} - {".", ".."} == _names(entries)
+    assert sorted(os.listdir(folder)) == sorted(_names(entries))
+
+
+def test_a_folder_larger_than_one_round_trip_lists_completely(
+    samba: SambaServer, session: SmbSession, remote_dir: str
+) -> None:
+    folder = samba.share_path("backup") / remote_dir
+    for i in range(1500):  # far more than two 32 KiB directory reads hold
+        (folder / f"file-with-a-longish-name-{i:05d}.bin").write_bytes(b"")
+    samba.chown(folder)
+    entries = session.listdir(remote_dir)
+    assert len(entries) == 1500
+    assert _names(entries) == set(os.listdir(folder))
+
+
+def test_listing_errors(samba: SambaServer, session: SmbSession, remote_dir: str) -> None:
+    with pytest.raises(RemoteNotFound):
+        session.listdir(f"{remote_dir}/missing")
+    samba.put_file("backup", f"{remote_dir}/file.txt", b"f")
+    with pytest.raises(RemoteFileError):
+        session.listdir(f"{remote_dir}/file.txt")
+    assert session.listdir(remote_dir)  # the connection is still usable
+
+
+def test_missing_share_is_a_share_error(samba: SambaServer) -> None:
+    endpoint = Endpoint("127.0.0.1", samba.port, "nosuch", samba.user, password=samba.password)
+    with connect(endpoint) as s, pytest.raises(ShareError):
+        s.stat("anything")
+
+
+@pytest.mark.parametrize("size", [0, 1, 65536, 65537, 3 * 65536 + 5])
+def test_put_and_get_round_trip_around_the_block_size(
+    samba: SambaServer, session: SmbSession, remote_dir: str, size: int
+) -> None:
+    data = os.urandom(size)
+    sent: list[int] = []
+    end = session.put_file(
+        f"{remote_dir}/.tmp", io.BytesIO(data), 0, size, 1_500_000_000.5, f"{remote_dir}/f",
+        on_sent=sent.append,
+    )  # fmt: skip
+    assert end == size and sum(sent) == size
+    on_disk = samba.share_path("backup") / remote_dir / "f"
+    assert on_disk.read_bytes() == data
+    assert on_disk.stat().st_mtime_ns == 1_500_000_000_500_000_000
+    assert not (samba.share_path("backup") / remote_dir / ".tmp").exists()
+    out = io.BytesIO()
+    assert session.get_file(f"{remote_dir}/f", out, 0, size) == size
+    assert out.getvalue() == data
+
+
+def test_resume_writes_and_reads_from_an_offset(
+    samba: SambaServer, session: SmbSession, remote_dir: str
+) -> None:
+    data = os.urandom(300_000)
+    session.put_file(f"{remote_dir}/part", io.BytesIO(data[:100_000]), 0, None, None, None)
+    rest = io.BytesIO(data[100_000:])
+    session.put_file(f"{remote_dir}/part", rest, 100_000, len(data), None, None)
+    assert (samba.share_path("backup") / remote_dir / "part").read_bytes() == data
+    out = io.BytesIO()
+    assert session.get_file(f"{remote_dir}/part", out, 250_000, len(data)) == 50_000
+    assert out.getvalue() == data[250_000:]
+
+
+def test_rename_never_replaces_and_keeps_the_complete_file(
+    samba: SambaServer, session: SmbSession, remote_dir: str
+) -> None:
+    folder = samba.share_path("backup") / remote_dir
+    samba.put_file("backup", f"{remote_dir}/target", b"old")
+    with pytest.raises(RemoteExists):
+        session.put_file(
+            f"{remote_dir}/.tmp", io.BytesIO(b"new"), 0, 3, 1e9, f"{remote_dir}/target"
+        )
+    assert (folder / "target").read_bytes() == b"old"
+    assert (folder / ".tmp").read_bytes() == b"new"  # complete, ready for the next step
+    session.rename(f"{remote_dir}/target", f"{remote_dir}/old")
+    session.rename(f"{remote_dir}/.tmp", f"{remote_dir}/target")
+    assert (folder / "target").read_bytes() == b"new" and (folder / "old").read_bytes() == b"old"
+
+
+def test_a_source_that_changes_is_not_put_in_place(
+    samba: SambaServer, session: SmbSession, remote_dir: str
+) -> None:
+    def changed() -> None:
+        raise LocalFileError("changed while it was being copied")
+
+    for size in (10, 200_000):
+        with pytest.raises(LocalFileError):
+            session.put_file(
+                f"{remote_dir}/.tmp{size}", io.BytesIO(b"z" * size), 0, size, 1e9,
+                f"{remote_dir}/real{size}", before_finish=changed,
+            )  # fmt: skip
+        assert not (samba.share_path("backup") / remote_dir / f"real{size}").exists()
+    # A short source (fewer bytes than promised) is refused the same way.
+    with pytest.raises(LocalFileError):
+        session.put_file(f"{remote_dir}/.tmp", io.BytesIO(b"abc"), 0, 10, 1e9, f"{remote_dir}/r")
+    assert not (samba.share_path("backup") / remote_dir / "r").exists()
+
+
+def test_a_file_that_changed_on_the_server_is_refused_on_read(
+    samba: SambaServer, session: SmbSession, remote_dir: str
+) -> None:
+    samba.put_file("backup", f"{remote_dir}/f", b"12345")
+    with pytest.raises(RemoteFileError, match="changed on the server"):
+        session.get_file(f"{remote_dir}/f", io.BytesIO(), 0, 4)
+    with pytest.raises(RemoteFileError, match="changed on the server"):
+        session.get_file(f"{remote_dir}/f", io.BytesIO(), 0, 100_000)
+
+
+def test_signing_mandatory_server_takes_compounded_requests(
+    samba_signing: SambaServer, tmp_path: Path
+) -> None:
+    endpoint = Endpoint(
+        "127.0.0.1", samba_signing.port, "backup", samba_signing.user,
+        password=samba_signing.password,
+    )  # fmt: skip
+    data = os.urandom(150_000)
+    with connect(endpoint) as s:
+        s.makedirs("signed/deep")
+        s.put_file("signed/.t", io.BytesIO(data[:10]), 0, 10, 1e9, "signed/small")
+        s.put_file("signed/.u", io.BytesIO(data), 0, len(data), 1e9, "signed/deep/big")
+        assert _names(s.listdir("signed")) == {"small", "deep"}
+        out = io.BytesIO()
+        s.get_file("signed/deep/big", out, 0, len(data))
+        assert out.getvalue() == data
+        s.remove("signed/small")
+        assert _names(s.listdir("signed")) == {"deep"}
+
+
+class _FailingReader:
+    """A local file whose disk fails after a few blocks (a real disk cannot be made to
+    fail on demand, so this stand-in raises the error the real reader raises)."""
+
+    def __init__(self, good_blocks: int) -> None:
+        self.left = good_blocks
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left == 0:
+            raise LocalFileError("cannot read local file: Input/output error")
+        self.left -= 1
+        return b"b" * n
+
+
+def test_a_local_read_error_mid_file_leaves_the_session_usable(
+    samba: SambaServer, session: SmbSession, remote_dir: str
+) -> None:
+    with pytest.raises(LocalFileError):
+        session.put_file(
+            f"{remote_dir}/.tmp", _FailingReader(40), 0, 100 * 65536, 1e9, f"{remote_dir}/big"
+        )
+    assert not session.closed
+    assert not (samba.share_path("backup") / remote_dir / "big").exists()
+    session.put_file(f"{remote_dir}/.t2", io.BytesIO(b"ok"), 0, 2, 1e9, f"{remote_dir}/ok")
+    assert _names(session.listdir(remote_dir)) >= {"ok", ".tmp"}
