@@ -402,7 +402,7 @@ def _reopen(sessions: _Sessions) -> SmbSession:
     """The bookkeeping session, reconnecting if the server dropped it during the copies."""
     session = sessions.get()
     try:
-        session.listdir("")
+        session.stat("")  # one compounded open and close of the share's root: no listing
         return session
     except ConnectError:
         return sessions.get()

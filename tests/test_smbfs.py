@@ -205,3 +205,8 @@ def test_a_local_read_error_mid_file_leaves_the_session_usable(
     assert not (samba.share_path("backup") / remote_dir / "big").exists()
     session.put_file(f"{remote_dir}/.t2", io.BytesIO(b"ok"), 0, 2, 1e9, f"{remote_dir}/ok")
     assert _names(session.listdir(remote_dir)) >= {"ok", ".tmp"}
+
+
+def test_the_share_root_can_be_probed_without_a_listing(session: SmbSession) -> None:
+    root = session.stat("")
+    assert root is not None and root.is_dir
