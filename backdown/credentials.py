@@ -90,17 +90,8 @@ def save_password(profile: Profile, password: str, env: Environment) -> str:
             _remove_own_file(profile, own)
             return "password saved in the system keyring"
     _check_storable(password)
-    lines = [
-        f"# backdown password for profile {profile.name}; keep this file mode 600",
-        f"username={profile.user}",
-        f"password={password}",
-    ]
-    if profile.domain:
-        lines.append(f"domain={profile.domain}")
     try:
-        ensure_private_dir(env.config_path)
-        ensure_private_dir(own.parent)
-        write_private_file(own, ("\n".join(lines) + "\n").encode("utf-8"))
+        _write_own_file(profile, password, own, env)
     except OSError as err:
         raise CredentialsError(
             f"cannot save the password in {own}: {(err.strerror or 'error').lower()}; "
@@ -131,28 +122,34 @@ def forget_password(profile: Profile, env: Environment) -> None:
 def rename_password(old_name: str, profile: Profile, env: Environment) -> None:
     """Move the saved password of a profile renamed from old_name to profile.name.
 
-    Moves the keyring entry and our own credentials file, and updates
-    profile.credentials_file if it pointed at that file. Best effort: if the keyring will
-    not move the entry, it stays under the old name and the user is asked again.
+    Moves our own credentials file and the keyring entry, and updates
+    profile.credentials_file if it pointed at that file. The password is never lost: if the
+    keyring will not take it under the new name it stays under the old one (and the user is
+    asked again); if a rename that changes only the case had to delete it first and the
+    keyring takes it back under neither name, it goes to our own credentials file for the
+    new name. CredentialsError when even that fails.
     """
     if old_name == profile.name:
         return
-    backend = _usable_keyring()
-    if backend is not None:
-        _move_keyring_entry(backend, old_name, profile.name)
+    # The file first: if it cannot be moved nothing has changed yet, and a password the
+    # keyring drops below then lands in a file that the move cannot overwrite.
     old_file = own_credentials_path(old_name, env)
     new_file = own_credentials_path(profile.name, env)
     try:
         os.replace(old_file, new_file)
     except FileNotFoundError:
-        return
+        pass
     except OSError as err:
         raise CredentialsError(
             f"cannot rename {old_file} to {new_file}: {(err.strerror or 'error').lower()}; "
             "rename it by hand"
         ) from None
-    if profile.credentials_file and _same_file(profile.credentials_file, old_file):
-        profile.credentials_file = str(new_file)
+    else:
+        if profile.credentials_file and _same_file(profile.credentials_file, old_file):
+            profile.credentials_file = str(new_file)
+    backend = _usable_keyring()
+    if backend is not None:
+        _move_keyring_entry(backend, old_name, profile, env)
 
 
 def read_credentials_file(path: str) -> dict[str, str]:
@@ -262,26 +259,75 @@ def _keyring_get(name: str) -> str | None:
         return None
 
 
-def _move_keyring_entry(backend: KeyringBackend, old: str, new: str) -> None:
+def _move_keyring_entry(
+    backend: KeyringBackend, old: str, profile: Profile, env: Environment
+) -> None:
+    """Move the keyring entry old to profile.name so that no failure loses the password."""
+    new = profile.name
     try:
         password = backend.get_password(SERVICE, old)
     except Exception:
         return
     if password is None:
         return
-    # Delete first: on a keyring that ignores case (Windows), 'home' -> 'Home' would
-    # otherwise delete the entry just written.
+    if old.casefold() != new.casefold():
+        # Write the new entry first and delete the old one only once the new one reads
+        # back: whatever fails, the password is still under one of the two names.
+        if _set_confirmed(backend, new, password):
+            try:
+                backend.delete_password(SERVICE, old)
+            except Exception:
+                pass  # a leftover copy under the old name; the new entry is the one used
+        return
+    # Only the case differs. A keyring that ignores case (Windows) holds one entry for both
+    # names, so writing 'Home' and then deleting 'home' would delete the password: delete
+    # first, then write.
     try:
         backend.delete_password(SERVICE, old)
     except Exception:
         return
+    if _set_confirmed(backend, new, password) or _set_confirmed(backend, old, password):
+        return
+    # The keyring took the password and will not give it back under either name: our own
+    # file is the last place to keep it.
+    own = own_credentials_path(new, env)
     try:
-        backend.set_password(SERVICE, new, password)
+        _check_storable(password)
+        _write_own_file(profile, password, own, env)
+    except (CredentialsError, OSError) as err:
+        if isinstance(err, OSError):
+            why = (err.strerror or "error").lower()
+        else:
+            why = "the password contains a line break or starts with a space"
+        raise CredentialsError(
+            f"the system keyring lost the saved password while renaming profile {old!r} "
+            f"to {new!r}, and it could not be saved in {own} either ({why}); enter it again "
+            f"with 'backdown profile edit {new} --password-stdin'"
+        ) from None
+    profile.credentials_file = str(own)
+
+
+def _set_confirmed(backend: KeyringBackend, name: str, password: str) -> bool:
+    """Store the password under name; True only if the keyring then gives it back."""
+    try:
+        backend.set_password(SERVICE, name, password)
+        return backend.get_password(SERVICE, name) == password
     except Exception:
-        try:
-            backend.set_password(SERVICE, old, password)
-        except Exception:
-            pass
+        return False
+
+
+def _write_own_file(profile: Profile, password: str, own: Path, env: Environment) -> None:
+    """Write our 0600 credentials file own for the profile; raises OSError."""
+    lines = [
+        f"# backdown password for profile {profile.name}; keep this file mode 600",
+        f"username={profile.user}",
+        f"password={password}",
+    ]
+    if profile.domain:
+        lines.append(f"domain={profile.domain}")
+    ensure_private_dir(env.config_path)
+    ensure_private_dir(own.parent)
+    write_private_file(own, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def _remove_own_file(profile: Profile, own: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -13,8 +14,9 @@ import keyring
 import pytest
 from keyring.backend import KeyringBackend
 from keyring.backends import fail
-from keyring.errors import KeyringLocked, PasswordDeleteError
+from keyring.errors import KeyringError, KeyringLocked, PasswordDeleteError
 
+import backdown.credentials as credentials_module
 from backdown.credentials import (
     SERVICE,
     forget_password,
@@ -64,6 +66,45 @@ class LockedKeyring(KeyringBackend):
 
     def set_password(self, service: str, username: str, password: str) -> None:
         raise KeyringLocked("locked")
+
+
+class FlakyKeyring(KeyringBackend):
+    """A keyring that fails on demand and records every call made to it.
+
+    A fake for what the system keyring cannot be made to do on demand in a test: refuse a
+    write, lose one without saying so, or ignore the case of names as Windows' Credential
+    Manager does.
+    """
+
+    priority = 1
+
+    def __init__(self, *, ignore_case: bool = False) -> None:
+        super().__init__()
+        self.ignore_case = ignore_case
+        self.entries: dict[str, str] = {}
+        self.refuse: set[str] = set()  # set_password raises for these names
+        self.drop: set[str] = set()  # set_password returns but stores nothing
+        self.calls: list[tuple[str, str]] = []
+
+    def _key(self, service: str, username: str) -> str:
+        assert service == SERVICE
+        return username.casefold() if self.ignore_case else username
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self.calls.append(("get", username))
+        return self.entries.get(self._key(service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.calls.append(("set", username))
+        if username in self.refuse:
+            raise KeyringError("refused")
+        if username not in self.drop:
+            self.entries[self._key(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.calls.append(("delete", username))
+        if self.entries.pop(self._key(service, username), None) is None:
+            raise PasswordDeleteError("no such password")
 
 
 @contextmanager
@@ -435,3 +476,146 @@ def test_forget_never_deletes_a_user_credentials_file(
     forget_password(profile, make_env(tmp_path))
     assert Path(path).read_text() == "password=pw\n"
     assert profile.credentials_file == path
+
+
+# --- renaming with a keyring that fails ---------------------------------------------------
+# Each of these loses the password, or checks a step, that the old delete-then-set move did
+# not have: they fail if that move comes back.
+
+
+def flaky_profile(tmp_path: Path, keyring: FlakyKeyring, password: str = "pw") -> Profile:
+    """A profile 'home' whose password is saved in the keyring, and no calls recorded."""
+    profile = make_profile()
+    assert save_password(profile, password, make_env(tmp_path)) == (
+        "password saved in the system keyring"
+    )
+    keyring.calls.clear()
+    return profile
+
+
+def test_rename_writes_the_new_entry_before_deleting_the_old(tmp_path: Path) -> None:
+    keyring = FlakyKeyring()
+    with use_keyring(keyring):
+        profile = flaky_profile(tmp_path, keyring)
+        profile.name = "house"
+        rename_password("home", profile, make_env(tmp_path))
+        assert keyring.calls == [
+            ("get", "home"),
+            ("set", "house"),
+            ("get", "house"),  # confirmed readable before the old entry goes
+            ("delete", "home"),
+        ]
+        assert keyring.entries == {"house": "pw"}
+        assert resolve_password(profile, make_env(tmp_path)) == "pw"
+
+
+@pytest.mark.parametrize("failure", ["refuse", "drop"])
+def test_rename_keeps_the_old_entry_when_the_new_one_fails(tmp_path: Path, failure: str) -> None:
+    keyring = FlakyKeyring()
+    with use_keyring(keyring):
+        profile = flaky_profile(tmp_path, keyring)
+        # Refused: a keyring locked from now on, so putting the old entry back fails too.
+        # Dropped: the write seems to work but nothing can be read back.
+        getattr(keyring, failure).update({"house", "home"})
+        profile.name = "house"
+        rename_password("home", profile, make_env(tmp_path))
+        assert ("delete", "home") not in keyring.calls
+        assert keyring.entries == {"home": "pw"}
+
+
+def test_case_only_rename_deletes_first_on_a_keyring_that_ignores_case(tmp_path: Path) -> None:
+    keyring = FlakyKeyring(ignore_case=True)
+    with use_keyring(keyring):
+        profile = flaky_profile(tmp_path, keyring)
+        profile.name = "Home"
+        rename_password("home", profile, make_env(tmp_path))
+        # Writing 'Home' first and then deleting 'home' would delete the only entry.
+        assert keyring.calls == [
+            ("get", "home"),
+            ("delete", "home"),
+            ("set", "Home"),
+            ("get", "Home"),  # confirmed readable
+        ]
+        assert keyring.entries == {"home": "pw"}
+        assert resolve_password(profile, make_env(tmp_path)) == "pw"
+
+
+def test_case_only_rename_puts_back_a_write_the_keyring_lost(tmp_path: Path) -> None:
+    keyring = FlakyKeyring()
+    with use_keyring(keyring):
+        profile = flaky_profile(tmp_path, keyring)
+        keyring.drop.add("Home")
+        profile.name = "Home"
+        rename_password("home", profile, make_env(tmp_path))
+        assert keyring.entries == {"home": "pw"}
+        assert not own_file(tmp_path, "Home").exists()
+
+
+@pytest.mark.parametrize("failure", ["refuse", "drop"])
+def test_case_only_rename_falls_back_to_our_file_when_set_and_restore_fail(
+    tmp_path: Path, failure: str
+) -> None:
+    env = make_env(tmp_path)
+    keyring = FlakyKeyring(ignore_case=True)
+    with use_keyring(keyring):
+        profile = make_profile(domain="HOME")
+        # A stale file of ours under the old name: the keyring's password is the current
+        # one, and the move of our file must not overwrite it.
+        with use_keyring(fail.Keyring()):
+            save_password(profile, "stale", env)
+        keyring.set_password(SERVICE, "home", "s3cret Pa55 ")
+        getattr(keyring, failure).update({"Home", "home"})
+        profile.name = "Home"
+
+        rename_password("home", profile, env)
+
+        assert keyring.entries == {}
+        path = own_file(tmp_path, "Home")
+        assert profile.credentials_file == str(path)
+        assert read_credentials_file(str(path)) == {
+            "username": "ann",
+            "password": "s3cret Pa55 ",
+            "domain": "HOME",
+        }
+        if os.name == "posix":
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert os.listdir(path.parent) == ["Home"]
+        assert resolve_password(profile, env) == "s3cret Pa55 "
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("s3cret Pa55", "no space left on device"),
+        ("two\nlines", "the password contains a line break or starts with a space"),
+    ],
+)
+def test_case_only_rename_that_cannot_keep_the_password_says_so(
+    tmp_path: Path,
+    password: str,
+    why: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def disk_full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(credentials_module, "write_private_file", disk_full)
+    keyring = FlakyKeyring(ignore_case=True)
+    with use_keyring(keyring):
+        profile = flaky_profile(tmp_path, keyring, password)
+        keyring.refuse.update({"Home", "home"})
+        profile.name = "Home"
+
+        with pytest.raises(CredentialsError) as caught:
+            rename_password("home", profile, make_env(tmp_path))
+
+    message = str(caught.value)
+    assert message == (
+        "the system keyring lost the saved password while renaming profile 'home' to 'Home', "
+        f"and it could not be saved in {own_file(tmp_path, 'Home')} either ({why}); enter it again "
+        "with 'backdown profile edit Home --password-stdin'"
+    )
+    assert "\n" not in message
+    assert password not in message and password not in repr(caught.value)
+    assert password not in caplog.text
