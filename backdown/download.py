@@ -17,7 +17,7 @@ from backdown.errors import BackdownError
 from backdown.filters import REPLACED_DIR
 from backdown.plan import Action, Item, Plan
 from backdown.progress import Subscriber
-from backdown.smbfs import LocalFileError, RemoteFileError, SmbSession
+from backdown.smb import LocalFileError, RemoteFileError, SmbSession
 from backdown.transfer import Failure, Meter, MeteredWriter
 from backdown.upload import local_path, temp_name
 from backdown.walk import rjoin
@@ -90,6 +90,9 @@ class Downloader:
                     raise RemoteFileError("changed on the server during the restore; run again")
                 mtime_ns = int(src.mtime * 1e9)
                 os.utime(f.fileno(), ns=(mtime_ns, mtime_ns))
+                # On disk before it takes the real name: after a power cut the name holds the
+                # whole new file or the old one, never an empty or partial one.
+                os.fsync(f.fileno())
             if item.action is Action.CHANGED and not self.overwrite:
                 self._set_aside(src.path, dest)
             os.replace(temp, dest)

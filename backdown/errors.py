@@ -55,6 +55,10 @@ class ConnectError(BackdownError):
     exit_status = ExitStatus.CONNECTION
 
 
+class NoAnswer(ConnectError):
+    """The server (or the network) stopped answering: no reply within the deadline."""
+
+
 class AuthError(BackdownError):
     """The server refused the user name or password; retrying will not help."""
 
@@ -69,6 +73,24 @@ class ShareError(BackdownError):
 
 class RemoteFileError(BackdownError):
     """One file or folder on the share failed (access denied, invalid name); the run goes on."""
+
+    exit_status = ExitStatus.FILES_FAILED
+
+
+class RemoteNotFound(RemoteFileError):
+    """The file or folder does not exist on the share."""
+
+
+class RemoteExists(RemoteFileError):
+    """The target name is already taken on the share."""
+
+
+class RemoteAccessDenied(RemoteFileError):
+    """The server refused access to this file or folder."""
+
+
+class LocalFileError(BackdownError):
+    """A local file could not be read or written (raised from inside a transfer)."""
 
     exit_status = ExitStatus.FILES_FAILED
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backdown.filters import META_DIR
-from backdown.smbfs import RemoteFileError, RemoteNotFound, SmbSession
+from backdown.smb import RemoteFileError, RemoteNotFound, SmbSession
 from backdown.walk import rjoin
 
 MANIFEST = "manifest.json"
@@ -66,14 +66,11 @@ def read_json(session: SmbSession, path: str) -> Any | None:
 
 
 def write_json(session: SmbSession, path: str, data: Any) -> None:
-    """Write a small metadata file: to a temporary name, then into place."""
+    """Write a small metadata file: to a temporary name, then renamed over the old one in
+    one step, so a reader finds the old file or the new one, never none."""
     temp = path + ".new"
     session.write_file(temp, io.BytesIO(json.dumps(data, indent=1).encode("utf-8")))
-    try:
-        session.remove(path)
-    except RemoteNotFound:
-        pass
-    session.rename(temp, path)
+    session.rename(temp, path, replace=True)
 
 
 def load_manifest(session: SmbSession, root: str) -> dict[str, Checksum]:

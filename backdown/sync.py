@@ -38,7 +38,7 @@ from backdown.plan import Action, CompareRules, Item, Plan, Tree, make_plan, mir
 from backdown.profile import Profile
 from backdown.progress import Subscriber
 from backdown.report import RunReport
-from backdown.smbfs import (
+from backdown.smb import (
     Endpoint,
     RemoteAccessDenied,
     RemoteFileError,
@@ -362,9 +362,10 @@ def _copy_all(
     made); returns the copies tried and every failure of the run so far."""
     failed_dirs = tuple(f.path for f in folder_failures)
     copies = [i for i in plan.copies if not i.path.startswith(failed_dirs)]
+    endpoint = sessions.endpoint
     pool: WorkerPool[Item] = WorkerPool(
-        sessions.endpoint, options.transfers, options.retries, subscriber, cancel,
-        options.backoff,
+        lambda cancel: connect(endpoint, cancel), options.transfers, options.retries,
+        subscriber, cancel, options.backoff,
     )  # fmt: skip
     failures = list(folder_failures)
     try:

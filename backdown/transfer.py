@@ -2,8 +2,13 @@
 
 Errors are classified the rclone way:
 - ConnectError (dropped connection, timeout): reconnect and retry the file, with backoff;
+  but a server that stops answering is declared dead once: if reconnecting after that also
+  meets silence (NoAnswer), the run stops (exit 3) instead of waiting out every file;
 - RemoteFileError / LocalFileError (this file only): record it and go on;
 - anything else BackDown raises (AuthError, ShareError): fatal, stop the run.
+
+The pool opens its sessions with the `connect` it is given (smb.connect in a real run), so
+a test can run the engine over another session implementation.
 """
 
 from __future__ import annotations
@@ -15,9 +20,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Generic, TypeVar
 
-from backdown.errors import BackdownError, Cancelled, ConnectError, RemoteFileError
+from backdown.errors import (
+    BackdownError,
+    Cancelled,
+    ConnectError,
+    LocalFileError,
+    NoAnswer,
+    RemoteFileError,
+)
 from backdown.progress import Subscriber
-from backdown.smbfs import Endpoint, LocalFileError, SmbSession, connect
+from backdown.smb import SmbSession
 
 T = TypeVar("T")
 
@@ -94,14 +106,14 @@ class WorkerPool(Generic[T]):
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        connect: Callable[[threading.Event], SmbSession],
         workers: int,
         retries: int,
         subscriber: Subscriber,
         cancel: threading.Event,
         backoff: float = BACKOFF_SECONDS,
     ) -> None:
-        self.endpoint = endpoint
+        self.connect = connect
         self.workers = max(1, workers)
         self.retries = max(0, retries)
         self.subscriber = subscriber
@@ -178,10 +190,13 @@ class WorkerPool(Generic[T]):
     ) -> SmbSession | None:
         """One job with its retries; returns the session to reuse (None if it died)."""
         attempt = 0
+        silent = False  # the last try ended with the server not answering
         while True:
+            connecting = session is None or session.closed
             try:
                 if session is None or session.closed:
-                    session = connect(self.endpoint)
+                    session = self.connect(self.cancel)
+                connecting = False
                 work(session, job, attempt)
                 self.subscriber.on_file_done(name(job), None)
                 return session
@@ -189,6 +204,11 @@ class WorkerPool(Generic[T]):
                 if session is not None:
                     session.close()
                 session = None
+                if self.cancel.is_set():
+                    raise Cancelled() from None
+                if connecting and silent and isinstance(exc, NoAnswer):
+                    raise  # silent, and silent again on reconnecting: the link is dead
+                silent = isinstance(exc, NoAnswer)
                 if attempt >= self.retries:
                     self._fail(name(job), f"{exc} (gave up after {attempt + 1} tries)")
                     return None

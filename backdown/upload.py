@@ -4,12 +4,14 @@ Each file goes to a temporary name in its folder and is then put in place. pysmb
 rename over an existing file, so an existing target is first moved into the versions area
 (.backdown/versions/<UTC time>/<path>) and only then the new file renamed in: at no moment is
 the old content gone. A temporary's name encodes the local file's size and time, so a later
-run continues it from its size only if the local file is unchanged since.
+run continues it only if the local file is unchanged since, and only from a point below
+which the temporary is known to hold the source's bytes (see _resume_offset).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import posixpath
 import threading
@@ -20,7 +22,14 @@ from backdown.filters import META_DIR, TEMP_PREFIX, TEMP_SUFFIX
 from backdown.manifest import VERSIONS, Checksum
 from backdown.plan import Action, FileInfo, Item, Plan, Tree
 from backdown.progress import Subscriber
-from backdown.smbfs import LocalFileError, RemoteExists, RemoteFileError, RemoteNotFound, SmbSession
+from backdown.smb import (
+    WRITE_WINDOW,
+    LocalFileError,
+    RemoteExists,
+    RemoteFileError,
+    RemoteNotFound,
+    SmbSession,
+)
 from backdown.transfer import Failure, Meter, SourceReader
 from backdown.walk import rjoin
 
@@ -111,17 +120,35 @@ class Uploader:
     def _resume_offset(
         self, session: SmbSession, temp_rel: str, temp: str, src: FileInfo, attempt: int
     ) -> int:
+        """Where to continue a temporary: its size, less any tail that differs from the source.
+
+        Writes beyond the server's acknowledged prefix may be lost or have landed out of
+        order (a crash, a full share), leaving zeros below the temporary's end. The session
+        sends a write only within WRITE_WINDOW of that prefix, so only the temporary's last
+        WRITE_WINDOW bytes can be wrong: they are read back and compared with the source,
+        and the copy continues from the first byte that differs.
+        """
         if attempt == 0:
             size = self.partials.get(temp_rel)
         else:  # a retry: what the failed try left behind
             entry = session.stat(temp)
             size = entry.size if entry else None
-        if size is None or size > src.size:
+        if not size or size > src.size:
             return 0
-        if size > 0:
+        start = max(0, size - WRITE_WINDOW)
+        held = io.BytesIO()
+        try:
+            session.get_file(temp, held, start, None, end=size)
+            with open(local_path(self.local_root, src.path), "rb") as f:
+                f.seek(start)
+                source = f.read(size - start)
+        except (RemoteFileError, OSError):
+            return 0  # gone or changed meanwhile, or unreadable here: start again
+        good = start + _common_prefix(held.getvalue(), source)
+        if good > 0:
             with self._lock:
                 self.resumed += 1
-        return size
+        return good
 
     def _send(
         self,
@@ -193,6 +220,18 @@ def _unchanged_since_walk(source: str, src: FileInfo) -> None:
         raise LocalFileError(f"cannot read local file: {exc.strerror or exc}") from None
     if st.st_size != src.size or st.st_mtime_ns / 1e9 != src.mtime:
         raise LocalFileError("changed while it was being copied; it will go on the next run")
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """How many leading bytes a and b share."""
+    n = min(len(a), len(b))
+    block = 4096
+    at = 0
+    while at < n and a[at : at + block] == b[at : at + block]:
+        at += block
+    while at < n and a[at] == b[at]:
+        at += 1
+    return min(at, n)
 
 
 def _hash_prefix(f: BinaryIO, hasher: hashlib._Hash, length: int) -> None:

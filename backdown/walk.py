@@ -11,7 +11,7 @@ from collections import deque
 
 from backdown.filters import PathFilter, is_temp_name
 from backdown.plan import FileInfo, Tree
-from backdown.smbfs import RemoteFileError, SmbSession
+from backdown.smb import RemoteFileError, SmbSession
 
 _UNSAFE_CHARS = {"/", "\\", "\x00"}
 

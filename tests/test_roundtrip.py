@@ -13,7 +13,7 @@ import pytest
 from helpers import Result, add_profile, assert_same_tree, make_tree, run_cli, tree_bytes
 from samba import SambaServer
 
-from backdown import smbfs
+from backdown import smb as smbfs
 
 pytestmark = pytest.mark.samba
 

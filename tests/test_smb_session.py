@@ -1,4 +1,4 @@
-"""The SMB session (backdown.smbfs) against the real Samba server: compounded listings,
+"""The SMB session (backdown.smb) against the real Samba server: compounded listings,
 pipelined transfers and the errors they map to. Checked against the share's disk and
 against pysmb's own calls, which BackDown's requests must agree with."""
 
@@ -13,7 +13,7 @@ import pytest
 from samba import SambaServer
 
 from backdown.errors import ShareError
-from backdown.smbfs import (
+from backdown.smb import (
     Endpoint,
     LocalFileError,
     RemoteExists,
@@ -50,7 +50,12 @@ def test_listing_agrees_with_the_disk_and_with_pysmb(
         assert by_name[name].size == i and not by_name[name].is_dir
         assert by_name[name].mtime == pytest.approx(1_600_000_000 + i, abs=1e-6)
     assert by_name["sub"].is_dir
-    pysmb = session._conn.listPath("backup", remote_dir)  # the reference implementation
+    reference = samba.connection()  # pysmb's own listing, the reference implementation
+    assert reference.connect(samba.host, samba.port)
+    try:
+        pysmb = reference.listPath("backup", remote_dir)
+    finally:
+        reference.close()
     assert {e.filename for e in pysmb} - {".", ".."} == _names(entries)
     assert sorted(os.listdir(folder)) == sorted(_names(entries))
 

@@ -1,0 +1,154 @@
+"""Open a session: TCP, SMB 2.0.2 negotiation and NTLMv2 logon by pysmb, then our wire."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import socket
+import threading
+from importlib import metadata
+from typing import Any
+
+from smb.base import NotConnectedError, NotReadyError, SMBTimeout
+from smb.SMBConnection import SMBConnection
+
+from backdown.errors import AuthError, ConnectError, NoAnswer, UsageError
+from backdown.smb.endpoint import Endpoint
+from backdown.smb.session import SmbSession
+from backdown.smb.wire import Wire
+
+# The wire uses pysmb's internals (request structures, session key, message ids): it is
+# pinned to the version it was written and tested against (tests/test_wire_canary.py).
+PYSMB_VERSION = "1.2.15"
+DIALECT_202 = 0x0202
+
+
+class _Connection(SMBConnection):
+    """pysmb's connection, remembering the dialect the server chose."""
+
+    dialect = 0
+
+    def _updateServerInfo_SMB2(self, payload: Any) -> None:
+        super()._updateServerInfo_SMB2(payload)
+        self.dialect = int(payload.dialect_revision)
+
+
+@functools.cache
+def check_pysmb() -> None:
+    """Refuse to run on a pysmb other than the one the wire was tested with."""
+    try:
+        found = metadata.version("pysmb")
+    except metadata.PackageNotFoundError:
+        found = "(unknown)"
+    if found != PYSMB_VERSION:
+        raise UsageError(
+            f"BackDown's SMB layer was tested with pysmb {PYSMB_VERSION}, but pysmb {found} is "
+            f"installed; install the tested one: pip install pysmb=={PYSMB_VERSION}"
+        )
+
+
+def connect(endpoint: Endpoint, cancel: threading.Event | None = None) -> SmbSession:
+    """Open and authenticate a session (NTLMv2, direct TCP), bounded by connect_timeout.
+
+    `cancel`, when set, ends any wait of the session within a fraction of a second.
+    """
+    check_pysmb()
+    conn = _Connection(
+        endpoint.user,
+        endpoint.password,
+        endpoint.client_name,
+        "*SMBSERVER" if _is_ip(endpoint.server) else endpoint.server.split(".")[0].upper()[:15],
+        domain=endpoint.domain,
+        use_ntlm_v2=True,
+        is_direct_tcp=True,
+    )
+    try:
+        ok = _logon(conn, endpoint)
+        if not ok:
+            who = f"user '{endpoint.user}'" if endpoint.user else "guest access"
+            raise AuthError(
+                f"{endpoint.where} refused {who}: wrong user name or password (or domain); "
+                "check them in the profile (edit it) or the saved password"
+            )
+        _check_dialect(conn, endpoint)
+        wire = Wire(
+            conn.sock,
+            session_id=conn.session_id,
+            next_mid=conn.mid + 1,
+            signing_key=conn.signing_session_key if conn.is_signing_active else None,
+            timeout=endpoint.timeout,
+            where=endpoint.where,
+            cancel=cancel,
+        )
+    except BaseException:
+        conn.close()
+        raise
+    return SmbSession(
+        endpoint,
+        wire,
+        max_read=int(conn.max_read_size),
+        max_write=int(conn.max_write_size),
+        max_transact=int(conn.max_transact_size),
+        close=conn.close,
+    )
+
+
+def _logon(conn: _Connection, endpoint: Endpoint) -> bool:
+    """pysmb's connect, its failures turned into ConnectError with what to do."""
+    try:
+        return bool(conn.connect(endpoint.server, endpoint.port, timeout=endpoint.connect_timeout))
+    except socket.gaierror:
+        raise ConnectError(
+            f"cannot find server '{endpoint.server}': the name does not resolve; "
+            "check the server address"
+        ) from None
+    except (TimeoutError, SMBTimeout):
+        raise NoAnswer(
+            f"cannot connect to {endpoint.where}: no answer in time (waited up to "
+            f"{endpoint.connect_timeout:g} s); check that the server is on and the address "
+            "and port are right"
+        ) from None
+    except ConnectionRefusedError:
+        raise ConnectError(
+            f"cannot connect to {endpoint.where}: connection refused; check that the server "
+            "is on and the address and port are right"
+        ) from None
+    except (OSError, NotConnectedError, NotReadyError) as exc:
+        why = "connection closed by the server" if not str(exc) else str(exc)
+        raise ConnectError(
+            f"cannot connect to {endpoint.where}: {why}; check that the server is on and the "
+            "address and port are right"
+        ) from None
+    except Exception as exc:  # pysmb raises bare errors on malformed replies
+        raise ConnectError(
+            f"cannot talk SMB with {endpoint.where} ({exc.__class__.__name__}); is this an SMB "
+            "server and port?"
+        ) from None
+
+
+def _check_dialect(conn: _Connection, endpoint: Endpoint) -> None:
+    """SMB 2.0.2 with sane sizes, or one line that says why not."""
+    if not conn.isUsingSMB2:
+        raise ConnectError(
+            f"{endpoint.where} offers only SMB1, which BackDown does not use (it is outdated "
+            "and unsafe); enable SMB2 or later on the server (Samba: server max protocol)"
+        )
+    if conn.dialect != DIALECT_202:
+        raise ConnectError(
+            f"{endpoint.where} chose SMB dialect 0x{conn.dialect:04X}, but only 2.0.2 was "
+            "offered; this server is not speaking SMB2 correctly"
+        )
+    for name in ("max_read_size", "max_write_size", "max_transact_size"):
+        if int(getattr(conn, name)) < 1024:
+            raise ConnectError(
+                f"{endpoint.where} allows only {getattr(conn, name)} bytes per request "
+                f"({name}); check the server's settings"
+            )
+
+
+def _is_ip(server: str) -> bool:
+    try:
+        ipaddress.ip_address(server)
+        return True
+    except ValueError:
+        return False

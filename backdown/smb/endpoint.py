@@ -1,0 +1,30 @@
+"""Where a session goes: server, port, share, who logs on, and how long to wait."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CONNECT_TIMEOUT = 10.0  # TCP connect plus logon
+# A request unanswered this long means the server or the link is gone. Long enough for a
+# busy NAS's slowest answer; an interim reply (the server saying "working on it") restarts it.
+OPERATION_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Everything needed to open a session; the password is kept out of repr()."""
+
+    server: str
+    port: int
+    share: str
+    user: str = ""
+    domain: str = ""
+    client_name: str = "BACKDOWN"
+    password: str = field(default="", repr=False)
+    connect_timeout: float = CONNECT_TIMEOUT
+    timeout: float = OPERATION_TIMEOUT
+
+    @property
+    def where(self) -> str:
+        host = f"[{self.server}]" if ":" in self.server else self.server
+        return f"{host}:{self.port}"

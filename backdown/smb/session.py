@@ -1,0 +1,674 @@
+"""File operations on one share over the wire: list, stat, read, write, rename, delete.
+
+Each operation is a chain of requests (open, the operation, close) sent as one compound, so
+most cost one round trip; large files keep several reads or writes in flight. Two rules
+keep the bytes right whatever the server does:
+- a file is given its final name only after every byte of it was acknowledged with its full
+  count, in a round trip of its own (a server runs the rest of a related compound even
+  after a write in it failed);
+- a write is sent only while it lies within WRITE_WINDOW bytes of the contiguous prefix
+  that the server has acknowledged, so a temporary file left by a failure or a crash is
+  good except perhaps in its last WRITE_WINDOW bytes (see upload.py's resume).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from smb.smb2_constants import SMB2_INFO_FILE
+from smb.smb2_structs import (
+    SMB2CloseRequest,
+    SMB2CreateRequest,
+    SMB2Message,
+    SMB2QueryDirectoryRequest,
+    SMB2ReadRequest,
+    SMB2SetInfoRequest,
+    SMB2TreeConnectRequest,
+    SMB2WriteRequest,
+)
+from smb.smb_constants import (
+    DELETE,
+    FILE_CREATE,
+    FILE_DELETE_ON_CLOSE,
+    FILE_DIRECTORY_FILE,
+    FILE_NON_DIRECTORY_FILE,
+    FILE_OPEN,
+    FILE_OPEN_IF,
+    FILE_OVERWRITE_IF,
+    FILE_READ_ATTRIBUTES,
+    FILE_READ_DATA,
+    FILE_SHARE_DELETE,
+    FILE_SHARE_READ,
+    FILE_SHARE_WRITE,
+    FILE_WRITE_ATTRIBUTES,
+    FILE_WRITE_DATA,
+    SYNCHRONIZE,
+)
+
+from backdown.errors import (
+    BackdownError,
+    ConnectError,
+    LocalFileError,
+    RemoteExists,
+    RemoteFileError,
+    RemoteNotFound,
+)
+from backdown.smb.endpoint import Endpoint
+from backdown.smb.status import (
+    STATUS_END_OF_FILE,
+    STATUS_NO_MORE_FILES,
+    STATUS_NO_SUCH_FILE,
+    status_error,
+)
+from backdown.smb.wire import RELATED_FID, Wire
+
+PIPELINE_DEPTH = 16  # reads or writes of one file in flight
+MAX_IO = 65536  # SMB 2.0.2 allows at most 64 KiB per read or write; the server may say less
+# A write is sent only within this many bytes of the acknowledged prefix; the resume of a
+# temporary re-checks its last WRITE_WINDOW bytes (upload.py).
+WRITE_WINDOW = PIPELINE_DEPTH * MAX_IO
+
+_ATTR_DIRECTORY = 0x10
+_FILE_BASIC_INFORMATION = 0x04
+_FILE_RENAME_INFORMATION = 0x0A
+_FILE_END_OF_FILE_INFORMATION = 0x14
+_FILE_ID_BOTH_DIRECTORY_INFORMATION = 0x25
+_DIR_ENTRY = struct.Struct("<IIQQQQQQIIIBB24sHQ")
+# Two directory reads per listing round trip; a bigger folder is paged afterwards.
+_LIST_BUFFER = 32768
+_SEC_IMPERSONATE = 0x02
+_SHARE_ALL = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    """One entry of a remote folder listing."""
+
+    name: str
+    is_dir: bool
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """How far a write stream got: `end` sent, `acked` the contiguous acknowledged prefix."""
+
+    end: int
+    acked: int
+    error: BackdownError | None
+
+
+def _filetime(epoch: float) -> int:
+    """Seconds since 1970 as a Windows FILETIME (100 ns ticks since 1601)."""
+    return int(round(epoch * 10_000_000)) + 116444736000000000
+
+
+def _create(path: str, access: int, disposition: int, options: int) -> SMB2CreateRequest:
+    return SMB2CreateRequest(
+        path.replace("/", "\\").strip("\\"),
+        file_attributes=0,
+        access_mask=access | SYNCHRONIZE,
+        share_access=_SHARE_ALL,
+        oplock=0,
+        impersonation=_SEC_IMPERSONATE,
+        create_options=options,
+        create_disp=disposition,
+    )
+
+
+def _set_mtime_info(fid: bytes, mtime: float) -> SMB2SetInfoRequest:
+    # FILE_BASIC_INFORMATION: creation, access, write, change times, attributes; 0 = unchanged.
+    data = struct.pack("<QQQQII", 0, 0, _filetime(mtime), 0, 0, 0)
+    return SMB2SetInfoRequest(fid, 0, SMB2_INFO_FILE, _FILE_BASIC_INFORMATION, data)
+
+
+def _set_eof_info(fid: bytes, size: int) -> SMB2SetInfoRequest:
+    return SMB2SetInfoRequest(
+        fid, 0, SMB2_INFO_FILE, _FILE_END_OF_FILE_INFORMATION, struct.pack("<Q", size)
+    )
+
+
+def _rename_info(fid: bytes, new_path: str, replace: bool = False) -> SMB2SetInfoRequest:
+    # FILE_RENAME_INFORMATION. The length is that of the UTF-16 bytes: pysmb 1.2.15's own
+    # rename sends len(str) * 2, which truncates names with characters outside the BMP.
+    name = new_path.replace("/", "\\").strip("\\").encode("utf-16-le")
+    data = struct.pack("<B7xQI", int(replace), 0, len(name)) + name
+    return SMB2SetInfoRequest(fid, 0, SMB2_INFO_FILE, _FILE_RENAME_INFORMATION, data)
+
+
+class SmbSession:
+    """One authenticated SMB2 connection to one share. Not thread-safe: one per thread."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        wire: Wire,
+        *,
+        max_read: int,
+        max_write: int,
+        max_transact: int,
+        close: Callable[[], None],
+    ) -> None:
+        self.endpoint = endpoint
+        self.wire = wire
+        self.closed = False
+        self._tid: int | None = None
+        self._read_size = min(MAX_IO, max_read)
+        self._write_size = min(MAX_IO, max_write)
+        self._page = min(MAX_IO, max_transact)
+        self._close_socket = close
+
+    # -- requests ------------------------------------------------------------------------
+    def _error(self, status: int, what: str) -> BackdownError:
+        return status_error(status, what, self.endpoint.server, self.endpoint.share)
+
+    @property
+    def tid(self) -> int:
+        """The share's tree id, connecting to the share on first use."""
+        if self._tid is None:
+            path = f"\\\\{self.endpoint.server}\\{self.endpoint.share}"
+            (reply,) = self.wire.call([SMB2TreeConnectRequest(path)], tid=0)
+            if reply.status != 0:
+                raise self._error(reply.status, "opening the share")
+            self._tid = int(reply.tid)
+        return self._tid
+
+    def _call(self, chain: Sequence[Any], related: bool = True) -> list[SMB2Message]:
+        return self.wire.call(chain, self.tid, related)
+
+    def _simple(
+        self, what: str, path: str, access: int, disposition: int, options: int,
+        middle: Sequence[Any] = (),
+    ) -> list[SMB2Message]:  # fmt: skip
+        """Open path, run `middle` on the handle, close it: one round trip; raises the first
+        failure (closing the handle if the chain's own close did not)."""
+        chain = [_create(path, access, disposition, options), *middle]
+        replies = self._call([*chain, SMB2CloseRequest(RELATED_FID)])
+        bad = next((r for r in replies if r.status != 0), None)
+        if bad is not None:
+            if replies[0].status == 0 and replies[-1].status != 0:
+                self._close_quietly(replies[0].payload.fid)
+            raise self._error(bad.status, what)
+        return replies
+
+    def _close_quietly(self, fid: bytes) -> None:
+        """Close a handle after an error; never waits on a dead wire, never masks the error."""
+        if self.wire.broken is not None:
+            return
+        try:
+            self._call([SMB2CloseRequest(fid)], related=False)
+        except (ConnectError, RemoteFileError):
+            pass
+
+    @contextmanager
+    def _op(self, what: str) -> Iterator[None]:
+        """Run one operation; a failure of the connection closes it (reconnect to go on)."""
+        if self.closed:
+            raise ConnectError(f"the connection to {self.endpoint.where} is closed")
+        try:
+            yield
+        except (RemoteFileError, LocalFileError):
+            raise  # every request had its answer: the connection is still in step
+        except ConnectError as exc:
+            self.close()
+            raise ConnectError(f"{exc} during {what}") from None
+        except OSError as exc:
+            self.close()
+            raise ConnectError(f"lost the connection to {self.endpoint.where} during {what} "
+                               f"({exc.strerror or exc})") from None  # fmt: skip
+        except BaseException:
+            # Cancelled (or a bug): the connection may hold half an exchange.
+            self.close()
+            raise
+
+    # -- reading -------------------------------------------------------------------------
+    def listdir(self, path: str) -> list[RemoteEntry]:
+        """The entries of a remote folder, without '.' and '..'.
+
+        One round trip for most folders: open, two directory reads and close, compounded.
+        """
+        what = f"listing '{path or '/'}'"
+        with self._op(what):
+            return self._list(path, what)
+
+    def _list(self, path: str, what: str) -> list[RemoteEntry]:
+        query = [
+            SMB2QueryDirectoryRequest(
+                RELATED_FID, "*", _FILE_ID_BOTH_DIRECTORY_INFORMATION, 0, _LIST_BUFFER
+            )
+            for _ in range(2)
+        ]
+        opened, first, second, closed = self._call([self._open_dir(path), *query,
+                                                    SMB2CloseRequest(RELATED_FID)])  # fmt: skip
+        if opened.status == 0 and closed.status != 0:
+            self._close_quietly(opened.payload.fid)
+        if opened.status != 0:
+            raise self._error(opened.status, what)
+        done = (STATUS_NO_MORE_FILES, STATUS_NO_SUCH_FILE)
+        if first.status in done:
+            return []
+        for reply in (first, second):
+            if reply.status not in (0, *done):
+                raise self._error(reply.status, what)
+        if second.status == 0:
+            return self._list_paged(path, what)  # there is more than one round trip brings
+        return _parse_directory(first.payload.data)
+
+    def _open_dir(self, path: str) -> SMB2CreateRequest:
+        return _create(path, FILE_READ_DATA | FILE_READ_ATTRIBUTES, FILE_OPEN, FILE_DIRECTORY_FILE)
+
+    def _list_paged(self, path: str, what: str) -> list[RemoteEntry]:
+        """A large folder: open it, read pages until the server says there are no more."""
+        (opened,) = self._call([self._open_dir(path)])
+        if opened.status != 0:
+            raise self._error(opened.status, what)
+        fid = opened.payload.fid
+        entries: list[RemoteEntry] = []
+        try:
+            while True:
+                request = SMB2QueryDirectoryRequest(
+                    fid, "*", _FILE_ID_BOTH_DIRECTORY_INFORMATION, 0, self._page
+                )
+                (reply,) = self._call([request], related=False)
+                if reply.status in (STATUS_NO_MORE_FILES, STATUS_NO_SUCH_FILE):
+                    return entries
+                if reply.status != 0:
+                    raise self._error(reply.status, what)
+                entries += _parse_directory(reply.payload.data)
+        finally:
+            self._close_quietly(fid)
+
+    def stat(self, path: str) -> RemoteEntry | None:
+        """An entry's metadata, or None if it does not exist."""
+        what = f"reading attributes of '{path}'"
+        try:
+            with self._op(what):
+                replies = self._simple(what, path, FILE_READ_ATTRIBUTES, FILE_OPEN, 0)
+        except RemoteNotFound:
+            return None
+        info = replies[0].payload
+        is_dir = bool(info.file_attributes & _ATTR_DIRECTORY)
+        name = path.rsplit("/", 1)[-1]
+        return RemoteEntry(name, is_dir, int(info.file_size), float(info.lastwrite_time))
+
+    def read_file(self, path: str, fileobj: Writable, offset: int = 0) -> int:
+        """Stream a remote file (from offset) into fileobj; returns the bytes read."""
+        return self.get_file(path, fileobj, offset, None)
+
+    def get_file(
+        self,
+        path: str,
+        fileobj: Writable,
+        offset: int,
+        expected_size: int | None,
+        end: int | None = None,
+    ) -> int:
+        """Stream a remote file from offset (to `end`, default its end) into fileobj.
+
+        Returns the bytes read. With the size known from a listing, a small file costs one
+        round trip (open, read, close compounded); a large one keeps several reads in
+        flight. A file whose size is no longer the expected one raises RemoteFileError
+        (it changed on the server), and so does every short read.
+        """
+        what = f"reading '{path}'"
+        changed = RemoteFileError(f"{what}: it changed on the server; run again")
+        with self._op(what):
+            open_req = _create(path, FILE_READ_DATA | FILE_READ_ATTRIBUTES, FILE_OPEN,
+                               FILE_NON_DIRECTORY_FILE)  # fmt: skip
+            stop = expected_size if end is None else end
+            remaining = None if stop is None else stop - offset
+            if remaining is not None and 0 <= remaining <= self._read_size:
+                middle = [SMB2ReadRequest(RELATED_FID, offset, remaining)] if remaining else []
+                chain = [open_req, *middle, SMB2CloseRequest(RELATED_FID)]
+                replies = self._call(chain)
+                self._raise_chain(replies, what)
+                if expected_size is not None and replies[0].payload.file_size != expected_size:
+                    raise changed
+                data = replies[1].payload.data if remaining else b""
+                if len(data) != remaining:
+                    raise changed
+                if data:
+                    fileobj.write(data)
+                return len(data)
+            (reply,) = self._call([open_req])
+            if reply.status != 0:
+                raise self._error(reply.status, what)
+            fid = reply.payload.fid
+            try:
+                size = int(reply.payload.file_size)
+                if expected_size is not None and size != expected_size:
+                    raise changed
+                count = self._read_stream(fid, fileobj, offset, size if end is None else end)
+            finally:
+                self._close_quietly(fid)
+            if count is None:
+                raise changed
+            return count
+
+    def _raise_chain(self, replies: list[SMB2Message], what: str) -> None:
+        """Raise a compound's first failure, closing a handle its own close left open."""
+        bad = next((r for r in replies if r.status != 0), None)
+        if bad is None:
+            return
+        if replies[0].status == 0 and replies[-1].status != 0:
+            self._close_quietly(replies[0].payload.fid)
+        raise self._error(bad.status, what)
+
+    def _read_stream(self, fid: bytes, fileobj: Writable, offset: int, end: int) -> int | None:
+        """Read [offset, end) with several reads in flight, written in order.
+
+        Returns the bytes read, or None if the file ended early or a read came back short.
+        """
+        wire = self.wire
+        in_flight: dict[int, tuple[int, int]] = {}
+        arrived: dict[int, bytes] = {}
+        next_offset = position = offset
+        error: int | None = None
+        while (position < end and error is None) or in_flight:
+            while (error is None and next_offset < end and len(in_flight) < PIPELINE_DEPTH
+                   and wire.credits > 0):  # fmt: skip
+                n = min(self._read_size, end - next_offset)
+                (mid,) = wire.send([SMB2ReadRequest(fid, next_offset, n)], self.tid)
+                in_flight[mid] = (next_offset, n)
+                next_offset += n
+            if not in_flight:
+                if not wire.reserve(1):
+                    raise ConnectError(f"the server at {self.endpoint.where} grants no credits")
+                continue
+            mid, reply = wire.wait_any(in_flight)
+            at, n = in_flight.pop(mid)
+            if reply.status != 0 or len(reply.payload.data) != n:
+                error = error or reply.status or STATUS_END_OF_FILE
+                continue
+            arrived[at] = reply.payload.data
+            while position in arrived:
+                data = arrived.pop(position)
+                fileobj.write(data)
+                position += len(data)
+        if error is None:
+            return position - offset
+        if error == STATUS_END_OF_FILE:
+            return None
+        raise self._error(error, f"reading at offset {position}")
+
+    # -- writing -------------------------------------------------------------------------
+    def write_file(self, path: str, fileobj: Readable, offset: int = 0) -> int:
+        """Stream fileobj into a remote file; offset 0 truncates, else writes from offset."""
+        return self.put_file(path, fileobj, offset, None, None, None)
+
+    def put_file(
+        self,
+        path: str,
+        fileobj: Readable,
+        offset: int,
+        size: int | None,
+        mtime: float | None,
+        rename_to: str | None,
+        before_finish: Callable[[], None] | None = None,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write fileobj into `path` from offset, set its time, and rename it to `rename_to`.
+
+        Returns the end offset. With `size` given, a file that does not end exactly there is
+        neither given its time nor renamed (LocalFileError: it changed while being read).
+        If `rename_to` exists, RemoteExists is raised with the file complete under `path`.
+        `before_finish` runs once all data is acknowledged and before the time and name are
+        set: it may raise to leave the file unfinished (the source changed meanwhile).
+        `on_sent` hears of each block of data once the server has acknowledged it in full.
+        A small file costs one round trip, two when it is renamed.
+        """
+        check = before_finish or (lambda: None)
+        sent = on_sent or (lambda n: None)
+        what = f"writing '{path}'"
+        with self._op(what):
+            access = FILE_READ_DATA | FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES
+            if rename_to is not None:
+                access |= DELETE
+            disposition = FILE_OVERWRITE_IF if offset == 0 else FILE_OPEN_IF
+            open_req = _create(path, access, disposition, FILE_NON_DIRECTORY_FILE)
+            remaining = None if size is None else size - offset
+            if remaining is not None and 0 <= remaining <= self._write_size:
+                return self._put_small(path, open_req, fileobj, offset, size, mtime,
+                                       rename_to, check, sent)  # fmt: skip
+            (reply,) = self._call([open_req])
+            if reply.status != 0:
+                raise self._error(reply.status, what)
+            fid = reply.payload.fid
+            try:
+                result = self._write_stream(fid, fileobj, offset, sent)
+                if result.error is not None:
+                    self._cut_back(fid, result.acked)
+                    raise result.error
+                _check_end(result.end, size)
+                check()
+            except BaseException:
+                self._close_quietly(fid)
+                raise
+            self._finish(fid, mtime, rename_to, path)
+            return result.end
+
+    def _put_small(
+        self, path: str, open_req: SMB2CreateRequest, fileobj: Readable, offset: int,
+        size: int | None, mtime: float | None, rename_to: str | None,
+        check: Callable[[], None], sent: Callable[[int], None],
+    ) -> int:  # fmt: skip
+        """A file that fits one write: open, write, set the time (and close) compounded; the
+        rename goes in a second round trip, once the write is known to be whole."""
+        what = f"writing '{path}'"
+        remaining = 0 if size is None else size - offset
+        data = fileobj.read(remaining + 1)
+        _check_end(offset + len(data), size)
+        check()
+        chain: list[Any] = [open_req]
+        if data:
+            chain.append(SMB2WriteRequest(RELATED_FID, data, offset))
+        if mtime is not None:
+            chain.append(_set_mtime_info(RELATED_FID, mtime))
+        if rename_to is None:
+            chain.append(SMB2CloseRequest(RELATED_FID))
+        replies = self._call(chain)
+        if replies[0].status != 0:
+            raise self._error(replies[0].status, what)
+        fid = replies[0].payload.fid
+        failed = next((r for r in replies[1:] if r.status != 0), None)
+        error = None if failed is None else self._error(failed.status, what)
+        if error is None and data and replies[1].payload.count != len(data):
+            error = _short_write(what)
+        if error is not None:
+            if rename_to is not None or replies[-1].status != 0:  # the handle is still open
+                self._close_quietly(fid)
+            raise error
+        if data:
+            sent(len(data))
+        if rename_to is not None:
+            self._finish(fid, None, rename_to, path)
+        return offset + len(data)
+
+    def _finish(self, fid: bytes, mtime: float | None, rename_to: str | None, path: str) -> None:
+        """Set the time, rename and close a fully written file: one round trip."""
+        chain: list[Any] = []
+        if mtime is not None:
+            chain.append(_set_mtime_info(fid, mtime))
+        if rename_to is not None:
+            chain.append(_rename_info(fid, rename_to))
+        replies = self._call([*chain, SMB2CloseRequest(fid)], related=False)
+        if replies[-1].status != 0:
+            self._close_quietly(fid)
+        if rename_to is not None and replies[-2].status != 0:
+            status = replies[-2].status
+            raise self._error(status, f"renaming '{path}' to '{rename_to}'")
+        self._raise_chain(replies, f"writing '{path}'")
+
+    def _write_stream(
+        self, fid: bytes, fileobj: Readable, offset: int, sent: Callable[[int], None]
+    ) -> WriteResult:
+        """Write fileobj from offset with several writes in flight.
+
+        A write goes out only while it ends within WRITE_WINDOW of `acked`, the prefix every
+        byte of which the server has acknowledged with its full count. The first failure
+        stops new writes; the result says where the good prefix ends.
+        """
+        wire = self.wire
+        in_flight: dict[int, tuple[int, int]] = {}
+        done: dict[int, int] = {}  # acknowledged writes above the prefix: offset -> length
+        acked = position = offset
+        pending = b""
+        eof = False
+        error: BackdownError | None = None
+        while True:
+            while (error is None and not eof and len(in_flight) < PIPELINE_DEPTH
+                   and wire.credits > 0):  # fmt: skip
+                if not pending:
+                    try:
+                        pending = fileobj.read(self._write_size)
+                    except BaseException:
+                        wire.wait(list(in_flight))  # stay in step: collect what is in flight
+                        raise
+                    if not pending:
+                        eof = True
+                        break
+                if position + len(pending) > acked + WRITE_WINDOW:
+                    break  # wait until the prefix moves up
+                (mid,) = wire.send([SMB2WriteRequest(fid, pending, position)], self.tid)
+                in_flight[mid] = (position, len(pending))
+                position += len(pending)
+                pending = b""
+            if not in_flight:
+                if error is not None or eof:
+                    return WriteResult(position, acked, error)
+                if not wire.reserve(1):
+                    raise ConnectError(f"the server at {self.endpoint.where} grants no credits")
+                continue
+            mid, reply = wire.wait_any(in_flight)
+            at, n = in_flight.pop(mid)
+            if reply.status != 0:
+                error = error or self._error(reply.status, f"writing at offset {at}")
+            elif reply.payload.count != n:
+                error = error or _short_write(f"writing at offset {at}")
+            else:
+                done[at] = n
+                while acked in done:
+                    step = done.pop(acked)
+                    acked += step
+                    sent(step)
+
+    def _cut_back(self, fid: bytes, acked: int) -> None:
+        """After a failed write, end the file at its acknowledged prefix (best effort)."""
+        if self.wire.broken is not None:
+            return
+        try:
+            self._call([_set_eof_info(fid, acked)], related=False)
+        except (ConnectError, RemoteFileError):
+            pass
+
+    def set_mtime(self, path: str, mtime: float) -> None:
+        what = f"setting the time of '{path}'"
+        with self._op(what):
+            self._simple(what, path, FILE_WRITE_ATTRIBUTES | FILE_READ_ATTRIBUTES, FILE_OPEN, 0,
+                         [_set_mtime_info(RELATED_FID, mtime)])  # fmt: skip
+
+    def mkdir(self, path: str) -> None:
+        what = f"creating folder '{path}'"
+        with self._op(what):
+            self._simple(what, path, FILE_READ_ATTRIBUTES, FILE_CREATE, FILE_DIRECTORY_FILE)
+
+    def makedirs(self, path: str) -> None:
+        """Create a folder and its missing parents; an existing folder is fine."""
+        if not path:
+            return
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            sub = "/".join(parts[:depth])
+            try:
+                self.mkdir(sub)
+            except RemoteExists:
+                continue
+            except RemoteFileError:
+                entry = self.stat(sub)
+                if entry is None or not entry.is_dir:
+                    raise
+
+    def rename(self, old: str, new: str, replace: bool = False) -> None:
+        """Rename within the share; an existing target is replaced only if `replace`."""
+        what = f"renaming '{old}' to '{new}'"
+        with self._op(what):
+            self._simple(what, old, DELETE | FILE_READ_ATTRIBUTES, FILE_OPEN, 0,
+                         [_rename_info(RELATED_FID, new, replace)])  # fmt: skip
+
+    def remove(self, path: str) -> None:
+        self._delete(path, f"deleting '{path}'", FILE_NON_DIRECTORY_FILE)
+
+    def rmdir(self, path: str) -> None:
+        self._delete(path, f"deleting folder '{path}'", FILE_DIRECTORY_FILE)
+
+    def _delete(self, path: str, what: str, kind: int) -> None:
+        with self._op(what):
+            self._simple(what, path, DELETE | FILE_READ_ATTRIBUTES, FILE_OPEN,
+                         kind | FILE_DELETE_ON_CLOSE)  # fmt: skip
+
+    def remove_tree(self, path: str) -> None:
+        """Delete a folder and everything in it (used only on BackDown's own metadata)."""
+        for entry in self.listdir(path):
+            child = f"{path}/{entry.name}"
+            if entry.is_dir:
+                self.remove_tree(child)
+            else:
+                self.remove(child)
+        self.rmdir(path)
+
+    # -- lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self._close_socket()
+            except Exception:  # closing a dead socket must never mask the real error
+                pass
+
+    def __enter__(self) -> SmbSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _parse_directory(data: bytes) -> list[RemoteEntry]:
+    """Entries of a FILE_ID_BOTH_DIRECTORY_INFORMATION buffer ([MS-FSCC] 2.4.17)."""
+    entries = []
+    offset = 0
+    while offset + _DIR_ENTRY.size <= len(data):
+        (next_offset, _, _, _, write_time, _, size, _, attributes, name_length,
+         *_) = _DIR_ENTRY.unpack_from(data, offset)  # fmt: skip
+        start = offset + _DIR_ENTRY.size
+        # Lone surrogates survive decoding, so such a name can be refused, not mangled.
+        name = data[start : start + name_length].decode("utf-16-le", "surrogatepass")
+        if name not in (".", ".."):
+            is_dir = bool(attributes & _ATTR_DIRECTORY)
+            mtime = (write_time - 116444736000000000) / 10_000_000
+            entries.append(RemoteEntry(name, is_dir, int(size), mtime))
+        if not next_offset:
+            break
+        offset += next_offset
+    return entries
+
+
+def _check_end(end: int, size: int | None) -> None:
+    if size is not None and end != size:
+        raise LocalFileError("changed while it was being copied; it will go on the next run")
+
+
+def _short_write(what: str) -> RemoteFileError:
+    return RemoteFileError(f"{what}: the server stored fewer bytes than were sent")
