@@ -391,6 +391,7 @@ def _profile_command(
         _say(env, out, f"profile '{profile.name}' updated", message)
     elif args.action == "rename":
         profile = store.rename(args.old, args.new)
+        store.save()  # first: a password that cannot be moved is asked for by the new name
         rename_password(args.old, profile, env)
         store.save()
         _say(env, out, f"profile '{args.old}' renamed to '{profile.name}'")

@@ -206,6 +206,7 @@ class Menu:
             self.io.say("name unchanged")
             return
         self.store.rename(old, new)
+        self.store.save()  # first: a password that cannot be moved is asked for by the new name
         rename_password(old, profile, self.env)
         self.store.save()
         self.io.say(f"profile '{old}' renamed to '{new}'")

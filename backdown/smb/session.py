@@ -224,7 +224,7 @@ class SmbSession:
             raise  # every request had its answer: the connection is still in step
         except ConnectError as exc:
             self.close()
-            raise ConnectError(f"{exc} during {what}") from None
+            raise type(exc)(f"{exc} during {what}") from None
         except OSError as exc:
             self.close()
             raise ConnectError(f"lost the connection to {self.endpoint.where} during {what} "
