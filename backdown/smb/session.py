@@ -385,6 +385,8 @@ class SmbSession:
                 in_flight[mid] = (next_offset, n)
                 next_offset += n
             if not in_flight:
+                if next_offset >= end:
+                    break  # everything was asked for and answered, yet a gap remains
                 if not wire.reserve(1):
                     raise ConnectError(f"the server at {self.endpoint.where} grants no credits")
                 continue
@@ -398,9 +400,9 @@ class SmbSession:
                 data = arrived.pop(position)
                 fileobj.write(data)
                 position += len(data)
-        if error is None:
+        if error is None and position == end:
             return position - offset
-        if error == STATUS_END_OF_FILE:
+        if error is None or error == STATUS_END_OF_FILE:
             return None
         raise self._error(error, f"reading at offset {position}")
 
