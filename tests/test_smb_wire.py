@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import SlowRelay
 from samba import SambaServer
+from wire_proxy import CMD_READ, HEADER, WireProxy
 
 from backdown.errors import Cancelled, ConnectError, NoAnswer
 from backdown.smb import Endpoint, RemoteFileError, SmbSession, connect
@@ -205,3 +206,37 @@ def test_cancel_ends_a_wait_at_once(samba: SambaServer, frozen_link: _FreezableR
         with pytest.raises(Cancelled):
             s.stat("anything")
         assert time.monotonic() - started < 1.5
+
+
+class _BitFlipper(WireProxy):
+    """Flips one bit of the data in the first READ reply it sees, signed or not: what a
+    faulty NIC, middlebox or attacker would do, and what a real server cannot be made to do
+    on demand (a fake on purpose)."""
+
+    flipped = 0
+
+    def _apply(self, conn, message, direction, command, status, flags, mid, compounded):  # type: ignore[no-untyped-def,override]
+        if direction != "s2c" or command != CMD_READ or status != 0 or self.flipped:
+            return None
+        if len(message) <= HEADER + 16 + 100:
+            return None
+        self.flipped += 1
+        changed = bytearray(message)
+        changed[HEADER + 16 + 100] ^= 0x01
+        return changed
+
+
+def test_a_reply_altered_on_the_way_is_refused_when_the_session_signs(
+    samba_signing: SambaServer,
+) -> None:
+    data = os.urandom(300_000)
+    with _session(samba_signing) as s:
+        assert s.wire.signing
+        folder = _folder(s)
+        _put(s, f"{folder}/f.bin", data)
+    with _BitFlipper(samba_signing.port) as relay, _session(samba_signing, relay.port) as s:
+        with pytest.raises(ConnectError, match="signature"):
+            _get(s, f"{folder}/f.bin", len(data))
+        assert relay.flipped == 1
+    with _session(samba_signing) as s:  # and the file itself is fine
+        assert _get(s, f"{folder}/f.bin", len(data)) == data
