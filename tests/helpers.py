@@ -187,3 +187,77 @@ class SlowRelay:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------- hostile servers
+
+
+def run_bounded(
+    args: list[str],
+    config_dir: Path,
+    timeout: float,
+    environ: dict[str, str] | None = None,
+) -> Result:
+    """Run `python -m backdown ARGS` as a process; a run that outlives `timeout` seconds is
+    killed and fails the test (a hang must fail, never hang the suite)."""
+    proc = spawn_cli(args, config_dir, environ)
+    try:
+        out, err = proc.communicate(timeout=max(timeout, 0.1))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(
+            f"backdown {' '.join(args)} did not finish within {timeout:.0f} s (hung?) and was "
+            f"killed; its stderr: {err.strip()[-1500:] or '(empty)'}"
+        ) from None
+    return Result(proc.returncode, out, err)
+
+
+def describe_difference(expected: bytes, actual: bytes, limit: int = 3) -> str | None:
+    """None if equal; else what differs, e.g. "589824 zero bytes (a hole) at offset 3145728"."""
+    if expected == actual:
+        return None
+    common = min(len(expected), len(actual))
+    sizes = f"{len(actual)} bytes instead of {len(expected)}"
+    if actual[:common] == expected[:common]:
+        what = "truncated" if len(actual) < len(expected) else "extra bytes at the end"
+        return f"{sizes}: the first {common} bytes are right, {what}"
+    regions: list[str] = []
+    block = 4096
+    pos = 0
+    while pos < common and len(regions) < limit:
+        if expected[pos : pos + block] == actual[pos : pos + block]:
+            pos += block
+            continue
+        start = pos
+        while start < common and expected[start] == actual[start]:
+            start += 1
+        if start == common:  # only the lengths differ from here on
+            break
+        end = start
+        while end < common and expected[end : end + block] != actual[end : end + block]:
+            end += block
+        end = min(end, common)
+        while expected[end - 1] == actual[end - 1]:  # back to the last byte that differs
+            end -= 1
+        kind = "zero bytes (a hole)" if actual[start:end].count(0) == end - start else "wrong bytes"
+        regions.append(f"{end - start} {kind} at offset {start}")
+        pos = end
+    found = "; ".join(regions) if regions else "differences"
+    return found if len(actual) == len(expected) else f"{sizes}; {found}"
+
+
+def tree_differences(expected: dict, actual: dict) -> list[str]:
+    """What differs between two tree_bytes() results, one line per path."""
+    problems = []
+    for path in sorted(set(expected) - set(actual)):
+        problems.append(f"{path}: missing")
+    for path in sorted(set(actual) - set(expected)):
+        problems.append(f"{path}: unexpected")
+    for path in sorted(set(expected) & set(actual)):
+        a, b = expected[path], actual[path]
+        if (a is None) != (b is None):
+            problems.append(f"{path}: a folder on one side, a file on the other")
+        elif a is not None and a != b:
+            problems.append(f"{path}: {describe_difference(a, b)}")
+    return problems

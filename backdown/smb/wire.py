@@ -48,6 +48,8 @@ RELATED_FID = b"\xff" * 16  # "the handle the previous request of this compound 
 
 CREDITS_WANTED = 256  # asked for with every request; the server grants what it will
 POLL_SECONDS = 0.2  # how often a wait looks at the cancel flag
+# Related flags of a compound: True (one chain), False (unrelated), or one flag per request.
+Related = bool | Sequence[bool]
 
 
 @dataclass
@@ -92,16 +94,20 @@ class Wire:
 
     # -- sending -------------------------------------------------------------------------
     @property
+    def signing(self) -> bool:
+        return self._key is not None
+
+    @property
     def in_flight(self) -> int:
         return len(self._deadline)
 
-    def send(self, payloads: Sequence[Any], tid: int, related: bool = True) -> list[int]:
+    def send(self, payloads: Sequence[Any], tid: int, related: Related = True) -> list[int]:
         """Send requests as one compound; the caller has made sure of the credits."""
         self._check()
         if len(payloads) > self.credits:
             raise AssertionError(f"{len(payloads)} requests with {self.credits} credits")
         messages = [SMB2Message(p) for p in payloads]
-        data = self._frame(messages, tid, related)
+        data = self._frame(messages, tid, _flags(related, len(messages)))
         self.credits -= len(messages)
         expiry = time.monotonic() + self.timeout
         for m in messages:
@@ -115,7 +121,7 @@ class Wire:
             raise self._break(exc) from None
         return [m.mid for m in messages]
 
-    def _frame(self, messages: list[SMB2Message], tid: int, related: bool) -> bytearray:
+    def _frame(self, messages: list[SMB2Message], tid: int, related: list[bool]) -> bytearray:
         """Encode (and sign) a chain of requests as one direct-TCP message."""
         out = bytearray(4)  # the direct TCP header: the length, filled in at the end
         for i, m in enumerate(messages):
@@ -123,7 +129,7 @@ class Wire:
             self._mid += 1
             m.session_id = self._session_id
             m.tid = tid
-            if related and i > 0:
+            if related[i]:
                 m.flags |= FLAGS_RELATED
             if self._key is not None:
                 m.flags |= FLAGS_SIGNED
@@ -161,30 +167,36 @@ class Wire:
                 return False  # the echo's reply granted no more than it cost
         return True
 
-    def call(self, payloads: Sequence[Any], tid: int, related: bool = True) -> list[SMB2Message]:
+    def call(self, payloads: Sequence[Any], tid: int, related: Related = True) -> list[SMB2Message]:
         """Send a chain and return its replies, in one round trip when credits allow."""
         if self.reserve(len(payloads)):
             return self.wait(self.send(payloads, tid, related))
         return self._one_by_one(payloads, tid, related)
 
-    def _one_by_one(self, payloads: Sequence[Any], tid: int, related: bool) -> list[SMB2Message]:
-        """A chain the credit window cannot hold, sent a request at a time.
+    def _one_by_one(self, payloads: Sequence[Any], tid: int, related: Related) -> list[SMB2Message]:
+        """A compound the credit window cannot hold, sent a request at a time.
 
-        Related semantics are kept: the handle the first request opened replaces RELATED_FID
-        in the others, and if that open failed every other request fails with its status,
-        as a server does for a related compound ([MS-SMB2] 3.3.5.2.7.2).
+        Related semantics are kept: the handle the chain's first request opened replaces
+        RELATED_FID in the others, and if that open failed every other request of the chain
+        fails with its status, as a server does ([MS-SMB2] 3.3.5.2.7.2).
         """
         self.stats.one_by_one += 1
+        flags = _flags(related, len(payloads))
         replies: list[SMB2Message] = []
-        for i, payload in enumerate(payloads):
-            if related and i > 0 and getattr(payload, "fid", None) == RELATED_FID:
-                if replies[0].status != 0:
-                    replies.append(_not_run(payload, replies[0].status))
+        opener: SMB2Message | None = None  # the reply to the current chain's first request
+        for payload, chained in zip(payloads, flags, strict=True):
+            if chained and opener is not None:
+                if opener.status != 0:
+                    replies.append(_not_run(payload, opener.status))
                     continue
-                payload.fid = replies[0].payload.fid
+                if getattr(payload, "fid", None) == RELATED_FID:
+                    payload.fid = opener.payload.fid
             if not self.reserve(1):
                 raise self._break(None, "the server grants no credits")
-            replies += self.wait(self.send([payload], tid, related=False))
+            (reply,) = self.wait(self.send([payload], tid, related=False))
+            if not chained:
+                opener = reply
+            replies.append(reply)
         return replies
 
     # -- receiving -----------------------------------------------------------------------
@@ -302,6 +314,17 @@ class Wire:
         self._deadline.clear()
         self._replies.clear()
         return self.broken
+
+
+def _flags(related: Related, n: int) -> list[bool]:
+    """Which requests carry SMB2_FLAGS_RELATED_OPERATIONS: all but the first (True), none
+    (False), or as listed (several chains in one compound)."""
+    if isinstance(related, bool):
+        return [related and i > 0 for i in range(n)]
+    flags = list(related)
+    if len(flags) != n or (flags and flags[0]):
+        raise AssertionError(f"bad related flags {flags} for {n} requests")
+    return flags
 
 
 def _not_run(payload: Any, status: int) -> SMB2Message:
