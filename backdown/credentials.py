@@ -1,7 +1,8 @@
 """Where a profile's password comes from, and where a saved one goes.
 
 Sources, first match wins: --password-stdin, BACKDOWN_PASSWORD, the system keyring, the
-profile's credentials file, an interactive prompt. A guest profile (no user) needs none.
+profile's credentials file, an interactive prompt. A guest profile (no user, and no
+username= in its credentials file) needs none. resolve_logon decides who logs on.
 
 Saved passwords go to the system keyring under SERVICE with the profile's name as the key,
 or, when there is no usable keyring, to a 0600 file <config dir>/credentials/<profile name>.
@@ -10,6 +11,7 @@ A password never appears in an error message, a repr or a log.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from collections.abc import Callable
@@ -17,8 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backdown.environment import PASSWORD_VAR, Environment
-from backdown.errors import CredentialsError
-from backdown.profile import Profile, validate_name
+from backdown.errors import CredentialsError, UsageError
+from backdown.profile import (
+    Profile,
+    split_domain_user,
+    validate_domain,
+    validate_name,
+    validate_user,
+)
 from backdown.profiles import ensure_private_dir, write_private_file
 
 if TYPE_CHECKING:
@@ -26,6 +34,37 @@ if TYPE_CHECKING:
 
 SERVICE = "backdown"
 CREDENTIALS_DIR = "credentials"
+
+
+def resolve_logon(
+    profile: Profile,
+    env: Environment,
+    *,
+    password_stdin: bool = False,
+    prompt: Callable[[str], str] | None = None,
+) -> tuple[Profile, str]:
+    """Who logs on for a run, and the password: the one place that decides it.
+
+    A profile with a user logs on as that user. A profile without one but with a
+    credentials file logs on as the file's username= (and its domain=, unless the profile
+    has a domain), so the file is read, and its permissions checked, on that path too; with
+    no username= there either, the run is a guest's. Returns the profile to run with (a
+    copy when the file supplied the user; the saved profile is never changed) and its
+    password.
+    """
+    if not profile.user and profile.credentials_file:
+        path = profile.credentials_file
+        values = read_credentials_file(path)
+        try:
+            user = validate_user(values.get("username", ""))
+            domain = profile.domain or validate_domain(values.get("domain", ""))
+            user, domain = split_domain_user(user, domain)
+        except UsageError as err:
+            raise CredentialsError(f"credentials file {path}: {err}") from None
+        if user:
+            profile = dataclasses.replace(profile, user=user, domain=domain)
+    password = resolve_password(profile, env, password_stdin=password_stdin, prompt=prompt)
+    return profile, password
 
 
 def resolve_password(

@@ -83,8 +83,7 @@ def validate_profile(p: Profile) -> Profile:
     p.share = validate_share(p.share)
     p.remote_folder = validate_remote_folder(p.remote_folder)
     p.port = validate_port(p.port)
-    p.user = validate_user(p.user)
-    p.domain = validate_domain(p.domain)
+    p.user, p.domain = split_domain_user(validate_user(p.user), validate_domain(p.domain))
     p.client_name = validate_client_name(p.client_name)
     p.credentials_file = validate_optional_path(p.credentials_file)
     p.mode = validate_mode(p.mode)
@@ -169,10 +168,34 @@ def validate_remote_folder(value: object) -> str:
 
 
 def validate_user(value: object) -> str:
+    """A user name, 'user@domain' or 'DOMAIN\\user' (split by split_domain_user)."""
     user = str(value or "").strip()
     if any(ord(c) < 32 for c in user) or any(c in user for c in '"/[]:;|=,+*?<>'):
         raise UsageError("the user name contains characters SMB does not allow")
+    if "\\" in user:
+        domain, _, name = user.partition("\\")
+        if not domain.strip() or not name.strip() or "\\" in name:
+            raise UsageError("give the user name as USER or DOMAIN\\USER (one backslash)")
+        validate_domain(domain)
+        user = f"{domain.strip()}\\{name.strip()}"
     return user
+
+
+def split_domain_user(user: str, domain: str) -> tuple[str, str]:
+    """(user, domain) from a validated user name that may be 'DOMAIN\\user'.
+
+    'user@domain' stays as it is: NTLM takes it as given. A DOMAIN\\ part that disagrees
+    with a domain given as well is a UsageError.
+    """
+    if "\\" not in user:
+        return user, domain
+    named, _, user = user.partition("\\")
+    if domain and domain.casefold() != named.casefold():
+        raise UsageError(
+            f"the user name says domain {named!r} but the domain is {domain!r}; "
+            "give one domain, or the same one in both"
+        )
+    return user, domain or named
 
 
 def validate_domain(value: object) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -63,8 +64,12 @@ class ProfileStore:
 
     @classmethod
     def load(cls, config_dir: Path) -> ProfileStore:
-        """Read the profiles from config_dir; a missing file gives an empty store. Never writes."""
+        """Read the profiles from config_dir; a missing file gives an empty store.
+
+        Never writes; a config folder that others can use is made 0700 (tighten_private_dir).
+        """
         store = cls(config_dir)
+        tighten_private_dir(store.config_dir)
         raw = _read_bytes(store.path)
         if raw is not None:
             store._parse(raw)
@@ -321,13 +326,39 @@ def _reason(err: OSError) -> str:
     return (err.strerror or str(err)).lower()
 
 
+def tighten_private_dir(path: Path) -> None:
+    """Make an existing folder that other users can use 0700; a missing one is left alone.
+
+    It holds the profiles, the locks and maybe saved passwords, so group or other bits are
+    never kept. ConfigError, one line saying what to do, when chmod is refused (someone
+    else owns the folder).
+    """
+    if os.name != "posix":
+        return  # Windows reports made-up modes; its folders are private by their ACLs
+    try:
+        info = os.stat(path)
+    except OSError:
+        return  # missing, or not reachable: whoever uses it next says why
+    mode = stat.S_IMODE(info.st_mode)
+    if not stat.S_ISDIR(info.st_mode) or not mode & 0o077:
+        return
+    try:
+        os.chmod(path, 0o700)
+    except OSError as err:
+        raise ConfigError(
+            f"the config folder {path} is open to other users (mode {mode:04o}) and cannot "
+            f"be made private ({_reason(err)}); have its owner run: chmod 700 {path}, or "
+            "choose another folder with --config-dir"
+        ) from None
+
+
 def ensure_private_dir(path: Path) -> None:
     """Create a folder readable only by its owner (0700) if it does not exist.
 
-    An existing folder keeps its mode: BACKDOWN_CONFIG_DIR may point at a folder the user
-    shares on purpose, and every file we write in it is 0600 anyway.
+    An existing folder that others can use is made 0700 (tighten_private_dir).
     """
     if path.is_dir():
+        tighten_private_dir(path)
         return
     if path.exists():
         raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))

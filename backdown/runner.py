@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from backdown import sync
-from backdown.credentials import resolve_password
+from backdown.credentials import resolve_logon
 from backdown.environment import Environment
 from backdown.errors import ExitStatus
 from backdown.options import RunOptions
@@ -32,9 +32,13 @@ class Output:
     verbose: bool = False
 
 
-def password_for(profile: Profile, env: Environment, password_stdin: bool = False) -> str:
+def logon_for(
+    profile: Profile, env: Environment, password_stdin: bool = False
+) -> tuple[Profile, str]:
+    """The profile as it logs on (user and domain filled from its credentials file when it
+    names no user) and the password; see credentials.resolve_logon."""
     prompt = (lambda text: getpass.getpass(text)) if env.stdin_isatty else None
-    return resolve_password(profile, env, password_stdin=password_stdin, prompt=prompt)
+    return resolve_logon(profile, env, password_stdin=password_stdin, prompt=prompt)
 
 
 def subscriber_for(env: Environment, out: Output) -> Subscriber:
@@ -55,7 +59,7 @@ def run_operation(
     password_stdin: bool = False,
 ) -> ExitStatus:
     """Run upload, download or test for a profile and print the outcome; returns the code."""
-    password = password_for(profile, env, password_stdin)
+    profile, password = logon_for(profile, env, password_stdin)
     subscriber = subscriber_for(env, out)
     config_dir = env.config_path
     if operation == "upload":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import keyring
 import pytest
+from helpers import run_cli
 from keyring.backends import fail
 
 from backdown.credentials import save_password
@@ -136,12 +138,49 @@ def test_new_config_dir_is_0700_and_file_0600_even_with_a_lax_umask(tmp_path: Pa
 
 
 @posix_only
-def test_existing_config_dir_keeps_its_mode(tmp_path: Path) -> None:
-    # The user may point BACKDOWN_CONFIG_DIR at a folder they share on purpose.
-    tmp_path.chmod(0o755)
-    ProfileStore(tmp_path).save()
-    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
-    assert stat.S_IMODE((tmp_path / FILE_NAME).stat().st_mode) == 0o600
+@pytest.mark.parametrize("mode", [0o777, 0o755, 0o750, 0o701], ids=lambda m: f"{m:04o}")
+def test_existing_config_dir_open_to_others_is_tightened_to_0700(tmp_path: Path, mode: int) -> None:
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    store = ProfileStore(config_dir)
+    store.add(make_profile())
+    store.save()
+    # Opening it (every command, and the menu) tightens it.
+    config_dir.chmod(mode)
+    result = run_cli(["profile", "list"], config_dir)
+    assert result.code == 0, result
+    assert stat.S_IMODE(config_dir.stat().st_mode) == 0o700
+    # So does saving into it.
+    store = ProfileStore.load(config_dir)
+    config_dir.chmod(mode)
+    store.save()
+    assert stat.S_IMODE(config_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((config_dir / FILE_NAME).stat().st_mode) == 0o600
+
+
+@posix_only
+def test_config_dir_that_cannot_be_tightened_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    ProfileStore(config_dir).save()
+    config_dir.chmod(0o777)
+    before = (config_dir / FILE_NAME).read_bytes()
+
+    def not_the_owner(path: object, mode: int, *args: object, **kwargs: object) -> None:
+        # What chmod says to anyone but the folder's owner (and root, who runs the tests).
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(os, "chmod", not_the_owner)
+    result = run_cli(["profile", "list"], config_dir)
+    monkeypatch.undo()
+    assert result.code == 2, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert str(config_dir) in lines[0] and "chmod 700" in lines[0]
+    assert (config_dir / FILE_NAME).read_bytes() == before
+    assert stat.S_IMODE(config_dir.stat().st_mode) == 0o777
 
 
 def test_saves_leave_no_temporary_files(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from backdown.credentials import (
     forget_password,
     read_credentials_file,
     rename_password,
+    resolve_logon,
     resolve_password,
     save_password,
 )
@@ -296,9 +297,25 @@ def test_credentials_file_format(tmp_path: Path) -> None:
 
 
 def test_profile_user_wins_over_file_username(tmp_path: Path, no_keyring: KeyringBackend) -> None:
-    path = write_credentials(tmp_path / "cred", "username=bob\npassword=pw\n")
-    # A guest profile stays a guest whatever the file says.
-    assert resolve_password(make_profile(user="", credentials_file=path), make_env(tmp_path)) == ""
+    path = write_credentials(tmp_path / "cred", "username=bob\npassword=pw\ndomain=FILE\n")
+    profile = make_profile(credentials_file=path, domain="HOME")
+    assert resolve_logon(profile, make_env(tmp_path)) == (profile, "pw")
+    # Without a user in the profile, the file's user and domain log on; the saved profile
+    # is left as it is, and a domain in the profile still wins.
+    guest = make_profile(user="", credentials_file=path)
+    logon, password = resolve_logon(guest, make_env(tmp_path))
+    assert (logon.user, logon.domain, password) == ("bob", "FILE", "pw")
+    assert (guest.user, guest.domain) == ("", "")
+    logon, _ = resolve_logon(
+        make_profile(user="", domain="HOME", credentials_file=path), make_env(tmp_path)
+    )
+    assert (logon.user, logon.domain) == ("bob", "HOME")
+    # A file without username= leaves a guest profile a guest, after checking the file.
+    path = write_credentials(tmp_path / "cred", "password=pw\n")
+    assert resolve_logon(make_profile(user="", credentials_file=path), make_env(tmp_path)) == (
+        make_profile(user="", credentials_file=path),
+        "",
+    )
 
 
 @posix_only
