@@ -14,13 +14,11 @@ import threading
 from dataclasses import dataclass, field
 
 from backdown.errors import BackdownError
-from backdown.filters import REPLACED_DIR
+from backdown.paths import REPLACED_DIR, local_path, rjoin, temp_name
 from backdown.plan import Action, Item, Plan
 from backdown.progress import Subscriber
 from backdown.smb import LocalFileError, RemoteFileError, SmbSession
 from backdown.transfer import Failure, Meter, MeteredWriter
-from backdown.upload import local_path, temp_name
-from backdown.walk import rjoin
 
 
 class UnsafePath(RemoteFileError):
@@ -44,6 +42,7 @@ class Downloader:
     meter: Meter
     subscriber: Subscriber
     cancel: threading.Event
+    owner: str  # this computer's and profile's tag in temporaries' names
     overwrite: bool = False
     set_aside_count: int = 0
     resumed: int = 0
@@ -68,7 +67,7 @@ class Downloader:
         src = item.src
         assert src is not None
         dest = self.checked_path(src.path)
-        temp_rel = temp_name(src.path, src)
+        temp_rel = temp_name(src.path, src, self.owner)
         temp = self.checked_path(temp_rel)
         # The walk saw what earlier runs left; a retry looks at what the failed try left.
         found = self.partials.get(temp_rel, 0) if attempt == 0 else _partial_size(temp)
@@ -80,7 +79,7 @@ class Downloader:
         try:
             with open(temp, "ab" if offset else "wb") as f:
                 session.get_file(
-                    rjoin(self.remote_root, src.path),
+                    rjoin(self.remote_root, src.stored or src.path),
                     MeteredWriter(f, self.meter, self.cancel),
                     offset,
                     src.size,
@@ -93,7 +92,9 @@ class Downloader:
                 # On disk before it takes the real name: after a power cut the name holds the
                 # whole new file or the old one, never an empty or partial one.
                 os.fsync(f.fileno())
-            if item.action is Action.CHANGED and not self.overwrite:
+            # The walk does not list symbolic links, so a NEW file may still find something
+            # at dest: that is kept too, never silently replaced.
+            if not self.overwrite and (item.action is Action.CHANGED or os.path.lexists(dest)):
                 self._set_aside(src.path, dest)
             os.replace(temp, dest)
         except OSError as exc:

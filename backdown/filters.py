@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pathspec
 
+from backdown.paths import META_DIR, REPLACED_DIR, TEMP_PREFIX, TEMP_SUFFIX
+
 IGNORE_FILE = ".backdownignore"
-META_DIR = ".backdown"  # BackDown's own data on the share, never user data
-REPLACED_DIR = ".backdown-replaced"  # local files a restore set aside
-TEMP_PREFIX = ".~bd."
-TEMP_SUFFIX = ".part"
 
 # Files no one wants backed up, and BackDown's own working files.
 DEFAULT_EXCLUDES = (
@@ -23,10 +21,6 @@ DEFAULT_EXCLUDES = (
     f"/{META_DIR}/",
     f"/{REPLACED_DIR}/",
 )
-
-
-def is_temp_name(name: str) -> bool:
-    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 
 class PathFilter:

@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from backdown.filters import META_DIR
+from backdown.paths import META_DIR, rjoin
 from backdown.smb import RemoteFileError, RemoteNotFound, SmbSession
-from backdown.walk import rjoin
 
 MANIFEST = "manifest.json"
 FORMAT = 1

@@ -8,7 +8,7 @@ data, so --dry-run and the mirror safety checks look at it before anything is to
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 
@@ -20,6 +20,7 @@ class FileInfo:
     size: int
     mtime: float
     sha256: str | None = None
+    stored: str | None = None  # on the share: where it is stored, when not at `path`
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Tree:
     files: dict[str, FileInfo] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
     partials: dict[str, int] = field(default_factory=dict)  # temp file path -> size
+    partial_times: dict[str, float] = field(default_factory=dict)  # temp file path -> mtime
+    stored_dirs: dict[str, str] = field(default_factory=dict)  # folder -> stored, if not equal
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why), not errors
 
@@ -124,6 +127,35 @@ def make_plan(src: Tree, dst: Tree, rules: CompareRules) -> Plan:
             items.append(Item(Action.EXTRA, path, None, dst.files[path]))
     mkdirs = sorted(src.dirs - dst.dirs, key=lambda p: (p.count("/"), p))
     return Plan(items, mkdirs, extra_dirs, list(src.errors))
+
+
+def match_case(src: Tree, dst: Tree) -> list[str]:
+    """On a share that ignores case: file dst's entries that differ from a local path only
+    in case under the local spelling. Their stored names stay as they are, so they differ
+    from the names wanted now, and the upload renames them (a case-only rename). Returns
+    the local paths re-keyed so."""
+    local = set(src.files) | src.dirs
+    remote = set(dst.files) | dst.dirs
+    by_fold: dict[str, list[str]] = {}
+    for path in local - remote:
+        by_fold.setdefault(path.casefold(), []).append(path)
+    renamed: list[str] = []
+    for old in sorted(remote - local):
+        candidates = by_fold.get(old.casefold(), [])
+        if len(candidates) != 1:
+            continue  # nothing like it here, or ambiguous: planned as extra and new
+        new = candidates[0]
+        if old in dst.files and new in src.files:
+            info = dst.files.pop(old)
+            dst.files[new] = replace(info, path=new, stored=info.stored or old)
+        elif old in dst.dirs and new in src.dirs:
+            dst.dirs.discard(old)
+            dst.dirs.add(new)
+            dst.stored_dirs[new] = dst.stored_dirs.pop(old, old)
+        else:
+            continue  # a file here, a folder there: not a rename
+        renamed.append(new)
+    return renamed
 
 
 def _topmost(dirs: set[str]) -> list[str]:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backdown.download import Downloader, create_local_folders
@@ -34,10 +34,21 @@ from backdown.manifest import (
     utc_stamp,
 )
 from backdown.options import RunOptions
-from backdown.plan import Action, CompareRules, Item, Plan, Tree, make_plan, mirror_refusal
+from backdown.paths import META_DIR, local_path, owner_tag, rjoin, temp_name
+from backdown.plan import (
+    Action,
+    CompareRules,
+    Item,
+    Plan,
+    Tree,
+    make_plan,
+    match_case,
+    mirror_refusal,
+)
 from backdown.profile import Profile
 from backdown.progress import Subscriber
 from backdown.report import RunReport
+from backdown.share_names import store_paths
 from backdown.smb import (
     Endpoint,
     RemoteAccessDenied,
@@ -50,12 +61,11 @@ from backdown.upload import (
     Uploader,
     create_folders,
     file_sha256,
-    local_path,
     remove_extras,
     remove_stale_partials,
-    temp_name,
+    rename_folders,
 )
-from backdown.walk import rjoin, walk_local, walk_remote
+from backdown.walk import walk_local, walk_remote
 
 
 def endpoint_for(profile: Profile, password: str) -> Endpoint:
@@ -219,6 +229,22 @@ def _local_source(profile: Profile) -> str:
     return root
 
 
+@dataclass
+class _Run:
+    """What every step of one run needs: who, how, where it reports, its connections."""
+
+    profile: Profile
+    options: RunOptions
+    subscriber: Subscriber
+    sessions: _Sessions
+    report: RunReport
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def owner(self) -> str:
+        return owner_tag(self.profile.client_name, self.profile.name)
+
+
 def backup(
     profile: Profile,
     password: str,
@@ -233,13 +259,16 @@ def backup(
     local_root = _local_source(profile)
     path_filter = build_filter(local_root, profile.excludes, options.excludes)
     root = profile.remote_folder
-    sessions = _Sessions(endpoint_for(profile, password))
+    run = _Run(profile, options, subscriber, _Sessions(endpoint_for(profile, password)), report)
     try:
         with profile_lock(config_dir, profile.name):
             src = walk_local(local_root, path_filter)
-            session = sessions.get()
+            session = run.sessions.get()
             with _folder_access(profile):
                 dst = walk_remote(session, root, path_filter) or Tree()
+            ignore_case = share_ignores_case(session, root, dst, may_write=not options.dry_run)
+            renamed = match_case(src, dst) if ignore_case else []
+            stored = store_paths([*src.files, *src.dirs], ignore_case)
             if options.checksum:
                 manifest = load_manifest(session, root)
                 _attach_checksums(src, dst, manifest, src, local_root, options.modify_window)
@@ -261,33 +290,69 @@ def backup(
             subscriber.on_plan("upload", plan)
             if options.dry_run:
                 return report
-            _upload(
-                sessions, profile, options, subscriber, plan, src, dst, mirror, report, manifest
+            uploader = Uploader(
+                local_root=profile.local,
+                remote_root=root,
+                stamp=utc_stamp(),
+                partials=dst.partials,
+                meter=Meter(subscriber),
+                subscriber=subscriber,
+                cancel=run.cancel,
+                owner=run.owner,
+                stored=stored,
+                checksum=options.checksum,
+                checksums=dict(manifest),
             )
+            _upload(run, uploader, plan, src, dst, mirror, renamed)
     finally:
-        sessions.close()
+        run.sessions.close()
         subscriber.on_finish()
         report.seconds = time.monotonic() - began
     return report
 
 
+def share_ignores_case(session: SmbSession, root: str, dst: Tree, may_write: bool) -> bool:
+    """Whether the share takes 'A' and 'a' for one name (Windows, most NAS, Samba's default).
+
+    Asked once per run, cheaply: by looking up an existing name of the remote folder with
+    its letters' case swapped, or else by writing a probe into .backdown/.
+    """
+    for rel in sorted(dst.files, key=len)[:1] + sorted(dst.dirs, key=len)[:1]:
+        stored = dst.files[rel].stored if rel in dst.files else dst.stored_dirs.get(rel)
+        path = rjoin(root, stored or rel)
+        swapped = path.swapcase()
+        if swapped != path:
+            return session.stat(swapped) is not None
+    if not may_write:
+        return True  # a dry run guesses the common case
+    folder = rjoin(root, META_DIR)
+    try:
+        session.makedirs(folder)
+        probe = rjoin(folder, f"case-probe-{os.getpid()}-x")
+        session.write_file(probe, _Empty())
+        try:
+            return session.stat(probe.upper()) is not None
+        finally:
+            session.remove(probe)
+    except RemoteAccessDenied:
+        return True  # read-only: the backup fails at its own write probe, with its message
+
+
 def _upload(
-    sessions: _Sessions,
-    profile: Profile,
-    options: RunOptions,
-    subscriber: Subscriber,
+    run: _Run,
+    uploader: Uploader,
     plan: Plan,
     src: Tree,
     dst: Tree,
     mirror: bool,
-    report: RunReport,
-    manifest: dict[str, Checksum],
+    renamed: list[str],
 ) -> None:
-    root = profile.remote_folder
+    profile, report, root = run.profile, run.report, run.profile.remote_folder
     has_work = bool(
-        plan.copies or plan.mkdirs or (mirror and (plan.extra_dirs or plan.by_action(Action.EXTRA)))
-    )
-    session = sessions.get()
+        plan.copies or plan.mkdirs or renamed
+        or (mirror and (plan.extra_dirs or plan.by_action(Action.EXTRA)))
+    )  # fmt: skip
+    session = run.sessions.get()
     if has_work:
         try:
             session.makedirs(root)
@@ -299,28 +364,27 @@ def _upload(
                 "needs write access (ask the share's administrator, or restore only)"
             ) from None
         _probe_writable(session, root, profile)
-    cancel = threading.Event()
-    meter = Meter(subscriber)
-    uploader = Uploader(
-        local_root=profile.local,
-        remote_root=root,
-        stamp=utc_stamp(),
-        partials=dst.partials,
-        meter=meter,
-        subscriber=subscriber,
-        cancel=cancel,
-        checksum=options.checksum,
-        checksums=dict(manifest),
-    )
+    folders_renamed, rename_failures = rename_folders(session, uploader, dst, renamed)
+    files_renamed = 0
+    for item in plan.by_action(Action.UNCHANGED):
+        if item.path in renamed or item.dst and item.dst.stored:
+            try:
+                files_renamed += uploader.rename_to_local_case(session, item)
+            except RemoteFileError as exc:
+                rename_failures.append(Failure(item.path, str(exc)))
+    if folders_renamed or files_renamed:
+        report.notes.append(
+            f"renamed {folders_renamed + files_renamed} files and folders on the share to "
+            "their local names"
+        )
     created, folder_failures = create_folders(session, uploader, plan)
     report.folders_created = created
     copies, failures = _copy_all(
-        sessions, options, subscriber, cancel, meter, plan, folder_failures, uploader.upload,
-        src, report,
-    )  # fmt: skip
+        run, uploader.meter, plan, rename_failures + folder_failures, uploader.upload, src
+    )
     report.resumed_files = uploader.resumed
     report.notes += [f"could not list '{p}' on the share ({why})" for p, why in dst.errors]
-    session = _reopen(sessions)
+    session = _reopen(run.sessions)
     if mirror and (plan.extra_dirs or plan.by_action(Action.EXTRA)):
         if failures or dst.errors:
             report.notes.append(
@@ -331,9 +395,9 @@ def _upload(
             removed, more = remove_extras(session, uploader, plan, dst)
             report.files_removed = removed
             failures += more
-    keep = {temp_name(i.path, i.src) for i in copies if i.src}
-    remove_stale_partials(session, root, dst.partials, keep)
-    if options.checksum and has_work:
+    keep = {temp_name(i.path, i.src, run.owner) for i in copies if i.src}
+    remove_stale_partials(session, uploader, dst, keep, time.time())
+    if run.options.checksum and has_work:
         for path in list(uploader.checksums):
             if path not in src.files:
                 del uploader.checksums[path]
@@ -347,34 +411,30 @@ def _upload(
 
 
 def _copy_all(
-    sessions: _Sessions,
-    options: RunOptions,
-    subscriber: Subscriber,
-    cancel: threading.Event,
+    run: _Run,
     meter: Meter,
     plan: Plan,
-    folder_failures: list[Failure],
+    earlier_failures: list[Failure],
     work: Callable[[SmbSession, Item, int], None],
     src: Tree,
-    report: RunReport,
 ) -> tuple[list[Item], list[Failure]]:
-    """Copy the plan's files with the worker pool (skipping folders that could not be
-    made); returns the copies tried and every failure of the run so far."""
-    failed_dirs = tuple(f.path for f in folder_failures)
+    """Copy the plan's files with the worker pool (skipping folders that failed earlier);
+    returns the copies tried and every failure of the run so far."""
+    failed_dirs = tuple(f.path for f in earlier_failures if f.path.endswith("/"))
     copies = [i for i in plan.copies if not i.path.startswith(failed_dirs)]
-    endpoint = sessions.endpoint
+    endpoint, options = run.sessions.endpoint, run.options
     pool: WorkerPool[Item] = WorkerPool(
         lambda cancel: connect(endpoint, cancel), options.transfers, options.retries,
-        subscriber, cancel, options.backoff,
+        run.subscriber, run.cancel, options.backoff,
     )  # fmt: skip
-    failures = list(folder_failures)
+    failures = list(earlier_failures)
     try:
         failures += pool.run(copies, work, lambda i: i.path)
     finally:
-        report.bytes_transferred = meter.bytes
+        run.report.bytes_transferred = meter.bytes
     failures += [Failure(p, why) for p, why in src.errors]
     failed = {f.path for f in failures}
-    report.files_transferred = sum(1 for c in copies if c.path not in failed)
+    run.report.files_transferred = sum(1 for c in copies if c.path not in failed)
     return copies, failures
 
 
@@ -422,10 +482,10 @@ def restore(
     report = RunReport(profile.name, "download", dry_run=options.dry_run, destination=target)
     path_filter = PathFilter([*profile.excludes, *options.excludes])
     root = profile.remote_folder
-    sessions = _Sessions(endpoint_for(profile, password))
+    run = _Run(profile, options, subscriber, _Sessions(endpoint_for(profile, password)), report)
     try:
         with profile_lock(config_dir, profile.name):
-            session = sessions.get()
+            session = run.sessions.get()
             with _folder_access(profile):
                 src = walk_remote(session, root, path_filter)
             if src is None:
@@ -444,45 +504,32 @@ def restore(
             subscriber.on_plan("download", plan)
             if options.dry_run:
                 return report
-            _download(sessions, root, options, subscriber, plan, src, dst, target, report)
+            _download(run, plan, src, dst, target)
     finally:
-        sessions.close()
+        run.sessions.close()
         subscriber.on_finish()
         report.seconds = time.monotonic() - began
     return report
 
 
-def _download(
-    sessions: _Sessions,
-    root: str,
-    options: RunOptions,
-    subscriber: Subscriber,
-    plan: Plan,
-    src: Tree,
-    dst: Tree,
-    target: str,
-    report: RunReport,
-) -> None:
-    cancel = threading.Event()
-    meter = Meter(subscriber)
+def _download(run: _Run, plan: Plan, src: Tree, dst: Tree, target: str) -> None:
+    meter = Meter(run.subscriber)
     downloader = Downloader(
         target_root=target,
-        remote_root=root,
+        remote_root=run.profile.remote_folder,
         stamp=utc_stamp(),
         partials=dst.partials,
         meter=meter,
-        subscriber=subscriber,
-        cancel=cancel,
-        overwrite=options.overwrite,
+        subscriber=run.subscriber,
+        cancel=run.cancel,
+        owner=run.owner,
+        overwrite=run.options.overwrite,
     )
     created, folder_failures = create_local_folders(downloader, plan)
-    report.folders_created = created
-    copies, failures = _copy_all(
-        sessions, options, subscriber, cancel, meter, plan, folder_failures,
-        downloader.download, src, report,
-    )  # fmt: skip
-    keep = {temp_name(i.path, i.src) for i in copies if i.src}
+    run.report.folders_created = created
+    copies, failures = _copy_all(run, meter, plan, folder_failures, downloader.download, src)
+    keep = {temp_name(i.path, i.src, run.owner) for i in copies if i.src}
     remove_local_partials(target, dst.partials, keep)
-    report.files_versioned = downloader.set_aside_count
-    report.resumed_files = downloader.resumed
-    report.files_failed = failures
+    run.report.files_versioned = downloader.set_aside_count
+    run.report.resumed_files = downloader.resumed
+    run.report.files_failed = failures

@@ -18,8 +18,17 @@ import threading
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from backdown.filters import META_DIR, TEMP_PREFIX, TEMP_SUFFIX
 from backdown.manifest import VERSIONS, Checksum
+from backdown.paths import (
+    ABANDONED_SECONDS,
+    META_DIR,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    local_path,
+    rjoin,
+    temp_name,
+    temp_owner,
+)
 from backdown.plan import Action, FileInfo, Item, Plan, Tree
 from backdown.progress import Subscriber
 from backdown.smb import (
@@ -31,15 +40,6 @@ from backdown.smb import (
     SmbSession,
 )
 from backdown.transfer import Failure, Meter, SourceReader
-from backdown.walk import rjoin
-
-
-def temp_name(rel_path: str, info: FileInfo) -> str:
-    """The temporary beside rel_path that holds a copy of this exact version of the file."""
-    folder, name = posixpath.split(rel_path)
-    key = f"{name}\0{info.size}\0{info.mtime:.6f}".encode()
-    digest = hashlib.sha256(key).hexdigest()[:16]
-    return posixpath.join(folder, f"{TEMP_PREFIX}{digest}{TEMP_SUFFIX}")
 
 
 def file_sha256(path: str, limit: int | None = None) -> str:
@@ -57,13 +57,13 @@ def file_sha256(path: str, limit: int | None = None) -> str:
     return h.hexdigest()
 
 
-def local_path(root: str, rel: str) -> str:
-    return os.path.join(root, *rel.split("/"))
-
-
 @dataclass
 class Uploader:
-    """Puts files from a local folder into a remote folder, one call per file per worker."""
+    """Puts files from a local folder into a remote folder, one call per file per worker.
+
+    Paths in the plan are local names; `stored` gives each one's path on the share
+    (share_names), and `moved` the folders renamed on the share during this run.
+    """
 
     local_root: str
     remote_root: str
@@ -72,14 +72,37 @@ class Uploader:
     meter: Meter
     subscriber: Subscriber
     cancel: threading.Event
+    owner: str  # this computer's and profile's tag in temporaries' names
+    stored: dict[str, str] = field(default_factory=dict)
     checksum: bool = False
     checksums: dict[str, Checksum] = field(default_factory=dict)
     versioned: int = 0
     resumed: int = 0
+    moved: list[tuple[str, str]] = field(default_factory=list)  # (old, new) stored folders
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _made: set[str] = field(default_factory=set)
 
-    def version_path(self, rel: str) -> str:
+    def remote(self, rel: str) -> str:
+        """Where a local path goes on the share."""
+        return rjoin(self.remote_root, self.stored.get(rel, rel))
+
+    def current(self, info: FileInfo) -> str:
+        """Where a file found on the share is now (its folder may have been renamed)."""
+        stored = info.stored or info.path
+        for old, new in self.moved:
+            if stored.startswith(old + "/"):
+                stored = new + stored[len(old) :]
+        return rjoin(self.remote_root, stored)
+
+    def temp_for(self, src: FileInfo) -> tuple[str, str]:
+        """A file's temporary: its key among the walk's partials, and its path on the share."""
+        key = temp_name(src.path, src, self.owner)
+        folder = posixpath.dirname(self.stored.get(src.path, src.path))
+        return key, rjoin(self.remote_root, folder, posixpath.basename(key))
+
+    def version_path(self, remote: str) -> str:
+        """Where this run keeps what was at `remote` (a path on the share)."""
+        rel = remote[len(self.remote_root) :].lstrip("/") if self.remote_root else remote
         return rjoin(self.remote_root, META_DIR, VERSIONS, self.stamp, rel)
 
     def ensure_dir(self, session: SmbSession, path: str) -> None:
@@ -91,31 +114,53 @@ class Uploader:
         with self._lock:
             self._made.add(path)
 
-    def set_aside(self, session: SmbSession, rel: str) -> None:
+    def set_aside(self, session: SmbSession, remote: str) -> None:
         """Move a file or folder into this run's versions area."""
-        target = self.version_path(rel)
+        target = self.version_path(remote)
         self.ensure_dir(session, posixpath.dirname(target))
-        session.rename(rjoin(self.remote_root, rel), target)
+        session.rename(remote, target)
+
+    def move(self, session: SmbSession, old: str, new: str) -> None:
+        """Rename on the share through a temporary name, so that a change of case alone
+        works on a share that ignores case."""
+        folder = posixpath.dirname(new)
+        digest = hashlib.sha256(new.encode()).hexdigest()[:16]
+        middle = rjoin(folder, f"{TEMP_PREFIX}{self.owner}.mv{digest}{TEMP_SUFFIX}")
+        session.rename_pair((old, middle), (middle, new))
 
     def upload(self, session: SmbSession, item: Item, attempt: int) -> None:
         """Copy one file: temporary, set its time, version the old one, rename into place."""
         src = item.src
         assert src is not None
         source = local_path(self.local_root, src.path)
-        temp_rel = temp_name(src.path, src)
-        temp = rjoin(self.remote_root, temp_rel)
-        target = rjoin(self.remote_root, src.path)
+        temp_rel, temp = self.temp_for(src)
+        target = self.remote(src.path)
         offset = self._resume_offset(session, temp_rel, temp, src, attempt)
         self.subscriber.on_file_start(src.path, src.size)
         # A new file is renamed into place in the same exchange as its last write; an
         # existing one must first be moved into the versions area.
         direct = item.action is Action.NEW
-        sha, placed = self._send(session, source, temp, src, offset, target if direct else None)
-        if not placed:
-            self._put_in_place(session, item, temp, target)
+        try:
+            sha, placed = self._send(session, source, temp, src, offset,
+                                     target if direct else None)  # fmt: skip
+            if not placed:
+                current = self.current(item.dst) if item.dst is not None else target
+                self._put_in_place(session, temp, current, target)
+        except RemoteFileError as exc:  # name the user's file, not our temporary
+            raise type(exc)(str(exc).replace(f"'{temp}'", f"'{target}'")) from None
         if sha is not None:
             with self._lock:
                 self.checksums[src.path] = Checksum(src.size, src.mtime, sha)
+
+    def rename_to_local_case(self, session: SmbSession, item: Item) -> bool:
+        """An unchanged file whose name on the share differs from the wanted one (its case
+        changed locally): rename it. Returns whether a rename was needed."""
+        assert item.dst is not None
+        current, wanted = self.current(item.dst), self.remote(item.path)
+        if current == wanted:
+            return False
+        self.move(session, current, wanted)
+        return True
 
     def _resume_offset(
         self, session: SmbSession, temp_rel: str, temp: str, src: FileInfo, attempt: int
@@ -185,31 +230,23 @@ class Uploader:
                 renamed = rename_to is not None
         return (hasher.hexdigest() if hasher is not None else None), renamed
 
-    def _put_in_place(self, session: SmbSession, item: Item, temp: str, target: str) -> None:
-        """Move the existing file into the versions area, then the new one into place."""
-        moved = self._version_existing(session, item.path)
+    def _put_in_place(self, session: SmbSession, temp: str, current: str, target: str) -> None:
+        """Move the file now at `current` into the versions area and the new one from `temp`
+        to `target`, in one round trip: at no moment is the old content gone, and the real
+        name is empty only for as long as the server takes between two renames."""
+        keep = self.version_path(current)
+        self.ensure_dir(session, posixpath.dirname(keep))
         try:
-            session.rename(temp, target)
-        except RemoteExists:
-            # Someone put a file there since the walk: keep it as a version too.
-            moved = self._version_existing(session, item.path) or moved
-            session.rename(temp, target)
+            moved = session.rename_pair((current, keep), (temp, target))
         except RemoteFileError:
-            if moved:  # put the old file back rather than leave the name empty
-                try:
-                    session.rename(self.version_path(item.path), target)
-                except RemoteFileError:
-                    pass
+            # The new file did not go in (a file appeared under its name since the walk, or
+            # it is in use): put the old one back rather than leave the name empty.
+            if session.stat(keep) is not None and session.stat(current) is None:
+                session.rename(keep, current)
             raise
-
-    def _version_existing(self, session: SmbSession, rel: str) -> bool:
-        try:
-            self.set_aside(session, rel)
-        except RemoteNotFound:
-            return False  # gone since the walk: nothing to keep
-        with self._lock:
-            self.versioned += 1
-        return True
+        if moved:
+            with self._lock:
+                self.versioned += 1
 
 
 def _unchanged_since_walk(source: str, src: FileInfo) -> None:
@@ -254,7 +291,7 @@ def create_folders(
         if any(rel.startswith(f + "/") for f in failed):
             continue
         try:
-            uploader.ensure_dir(session, rjoin(uploader.remote_root, rel))
+            uploader.ensure_dir(session, uploader.remote(rel))
             created += 1
         except RemoteFileError as exc:
             failed.append(rel)
@@ -262,14 +299,38 @@ def create_folders(
     return created, failures
 
 
+def rename_folders(
+    session: SmbSession, uploader: Uploader, dst: Tree, renamed: list[str]
+) -> tuple[int, list[Failure]]:
+    """Rename folders whose name changed only in case locally, parents first."""
+    count, failures = 0, []
+    for rel in sorted((p for p in renamed if p in dst.dirs), key=lambda p: (p.count("/"), p)):
+        info = FileInfo(rel, 0, 0.0, stored=dst.stored_dirs.get(rel, rel))
+        current, wanted = uploader.current(info), uploader.remote(rel)
+        if current == wanted:
+            continue
+        try:
+            uploader.move(session, current, wanted)
+        except RemoteFileError as exc:
+            failures.append(Failure(rel + "/", str(exc)))
+            continue
+        root = uploader.remote_root
+        uploader.moved.append((current[len(root) :].lstrip("/"), wanted[len(root) :].lstrip("/")))
+        count += 1
+    return count, failures
+
+
 def remove_extras(
     session: SmbSession, uploader: Uploader, plan: Plan, dst: Tree
 ) -> tuple[int, list[Failure]]:
     """Mirror: move files and folders gone from the source into the versions area."""
     moved, failures = 0, []
-    for rel in [*plan.extra_dirs, *(i.path for i in plan.by_action(Action.EXTRA))]:
+    extras = [FileInfo(d, 0, 0.0, stored=dst.stored_dirs.get(d)) for d in plan.extra_dirs]
+    extras += [i.dst for i in plan.by_action(Action.EXTRA) if i.dst is not None]
+    for info in extras:
+        rel = info.path
         try:
-            uploader.set_aside(session, rel)
+            uploader.set_aside(session, uploader.current(info))
         except RemoteNotFound:
             continue
         except RemoteFileError as exc:
@@ -283,12 +344,20 @@ def remove_extras(
 
 
 def remove_stale_partials(
-    session: SmbSession, remote_root: str, partials: dict[str, int], keep: set[str]
+    session: SmbSession, uploader: Uploader, dst: Tree, keep: set[str], now: float
 ) -> None:
-    """Delete temporaries no planned copy will continue (left by changed or deleted files)."""
-    for rel in partials:
-        if rel not in keep:
-            try:
-                session.remove(rjoin(remote_root, rel))
-            except RemoteFileError:
-                pass  # best effort: the next run tries again
+    """Delete temporaries no planned copy will continue: this profile's own (left by changed
+    or deleted files), and anyone's not written to for ABANDONED_SECONDS. Another
+    computer's upload in progress is never touched."""
+    for rel in dst.partials:
+        if rel in keep:
+            continue
+        ours = temp_owner(rel) == uploader.owner
+        if not ours and now - dst.partial_times.get(rel, now) < ABANDONED_SECONDS:
+            continue
+        folder = posixpath.dirname(rel)
+        stored = dst.stored_dirs.get(folder, folder) if folder else ""
+        try:
+            session.remove(rjoin(uploader.remote_root, stored, posixpath.basename(rel)))
+        except RemoteFileError:
+            pass  # best effort: the next run tries again

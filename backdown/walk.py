@@ -9,29 +9,28 @@ import os
 import stat as statmod
 from collections import deque
 
-from backdown.filters import PathFilter, is_temp_name
+from backdown.filters import PathFilter
+from backdown.paths import is_temp_name, rjoin
 from backdown.plan import FileInfo, Tree
+from backdown.share_names import decode
 from backdown.smb import RemoteFileError, SmbSession
 
-_UNSAFE_CHARS = {"/", "\\", "\x00"}
+# What must never be inside one name: a path separator (on the wire, and on this system).
+_SMB_SEPARATORS = frozenset({"/", "\x00", "\\"})
+_UNSAFE_CHARS = _SMB_SEPARATORS if os.name == "nt" else frozenset({"/", "\x00"})
 
 
-def rjoin(*parts: str) -> str:
-    """Join remote path pieces with '/', skipping empty ones."""
-    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
-
-
-def unsafe_name(name: str) -> str | None:
+def unsafe_name(name: str, separators: frozenset[str] = _UNSAFE_CHARS) -> str | None:
     """Why a name sent by the server must not become a local file name, or None if it is safe."""
     if name in ("", ".", ".."):
         return "refused a name that means a parent or current folder"
-    if any(c in name for c in _UNSAFE_CHARS):
+    if any(c in name for c in separators):
         return "refused a name containing a path separator"
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
         return "refused a name that is not valid Unicode"
-    if os.name == "nt" and (":" in name or name.rstrip(" .") != name):
+    if os.name == "nt" and (set(name) & set('<>:"|?*') or name.rstrip(" .") != name):
         return "refused a name Windows cannot store"
     return None
 
@@ -80,33 +79,47 @@ def walk_local(root: str, path_filter: PathFilter) -> Tree:
 
 
 def walk_remote(session: SmbSession, root: str, path_filter: PathFilter) -> Tree | None:
-    """The files and folders under a remote folder, or None if the folder does not exist."""
+    """The files and folders under a remote folder, or None if the folder does not exist.
+
+    Names are decoded from the way the share stores them (share_names); each entry stored
+    under another name than its path records that name.
+    """
     tree = Tree()
     if root and session.stat(root) is None:
         return None
-    pending: deque[str] = deque([""])
+    pending: deque[tuple[str, str]] = deque([("", "")])  # (folder, where it is stored)
     while pending:
-        rel_dir = pending.popleft()
+        rel_dir, stored_dir = pending.popleft()
         try:
-            entries = session.listdir(rjoin(root, rel_dir))
+            entries = session.listdir(rjoin(root, stored_dir))
         except RemoteFileError as exc:
             tree.errors.append((rel_dir or ".", str(exc)))
             continue
-        for entry in entries:
-            why = unsafe_name(entry.name)
+        for entry in sorted(entries, key=lambda e: e.name):
+            # A name on the wire never holds a separator; one that does is a lying server's.
+            name = decode(entry.name)
+            why = unsafe_name(entry.name, _SMB_SEPARATORS) or unsafe_name(name)
             if why:
                 shown = f"{rel_dir}/{entry.name!r}" if rel_dir else repr(entry.name)
                 tree.errors.append((shown, why))
                 continue
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            stored = f"{stored_dir}/{entry.name}" if stored_dir else entry.name
             if not entry.is_dir and is_temp_name(entry.name):
                 tree.partials[rel] = entry.size
+                tree.partial_times[rel] = entry.mtime
                 continue
             if path_filter.excluded(rel, entry.is_dir):
                 continue
+            if rel in tree.files or rel in tree.dirs:
+                tree.errors.append((rel, f"stored twice on the share (also as '{stored}')"))
+                continue
             if entry.is_dir:
                 tree.dirs.add(rel)
-                pending.append(rel)
+                if stored != rel:
+                    tree.stored_dirs[rel] = stored
+                pending.append((rel, stored))
             else:
-                tree.files[rel] = FileInfo(rel, entry.size, entry.mtime)
+                kept = stored if stored != rel else None
+                tree.files[rel] = FileInfo(rel, entry.size, entry.mtime, stored=kept)
     return tree

@@ -18,8 +18,10 @@ import pytest
 from helpers import Result, SlowRelay, add_profile, run_cli, spawn_cli, tree_bytes
 from samba import SambaServer
 
+from backdown.paths import owner_tag
+from backdown.paths import temp_name as _temp_name
 from backdown.plan import FileInfo
-from backdown.upload import temp_name
+from backdown.profile import default_client_name
 
 pytestmark = pytest.mark.samba
 
@@ -76,20 +78,22 @@ def run_json(args: list[str], config: Path, code: int = 0) -> dict:
     return json.loads(result.out)
 
 
-Rig = tuple[Path, Path, Path, SlowRelay]  # local folder, config dir, share folder, relay
+# local folder, config dir, share folder, relay, config dir of the same profile via the relay
+Rig = tuple[Path, Path, Path, SlowRelay, Path]
 
 
 @pytest.fixture
 def two_profiles(tmp_path: Path, samba: SambaServer, remote_dir: str) -> Iterator[Rig]:
-    """Profiles 'p' (straight to the server) and 'slow' (through a relay) for one folder pair."""
+    """Profile 'p' twice, straight to the server and (another config folder) through a
+    relay: one computer's one profile, so the relayed run's temporaries are its own."""
     local = tmp_path / "local"
     local.mkdir()
-    config = tmp_path / "config"
+    config, slow = tmp_path / "config", tmp_path / "config-slow"
     relay = SlowRelay(samba.port, rate=RATE)
-    for name, port in (("p", samba.port), ("slow", relay.port)):
-        add_profile(config, name, local, port, remote_dir, samba.user, samba.password)
+    for folder, port in ((config, samba.port), (slow, relay.port)):
+        add_profile(folder, "p", local, port, remote_dir, samba.user, samba.password)
     try:
-        yield local, config, samba.share_path("backup") / remote_dir, relay
+        yield local, config, samba.share_path("backup") / remote_dir, relay, slow
     finally:
         relay.close()
 
@@ -99,14 +103,14 @@ def two_profiles(tmp_path: Path, samba: SambaServer, remote_dir: str) -> Iterato
 
 @pytest.mark.slow
 def test_killed_upload_keeps_old_version_and_resumes(two_profiles: Rig) -> None:
-    local, config, share, relay = two_profiles
+    local, config, share, relay, slow = two_profiles
     v1, v2 = os.urandom(BIG), os.urandom(BIG)
     (local / "big.bin").write_bytes(v1)
     os.utime(local / "big.bin", (OLD, OLD))  # v2 must not fall within the modify window
     run_json(["upload", "p"], config)
     (local / "big.bin").write_bytes(v2)
 
-    proc = spawn_cli(["upload", "slow", "--json"], config)
+    proc = spawn_cli(["upload", "p", "--json"], slow)
     try:
         wait_for("the temporary to pass 8 MiB", lambda: partial_size(share) > HALFWAY, proc)
     finally:
@@ -132,7 +136,7 @@ def test_killed_upload_keeps_old_version_and_resumes(two_profiles: Rig) -> None:
 
 @pytest.mark.slow
 def test_killed_download_keeps_local_file_and_resumes(two_profiles: Rig, tmp_path: Path) -> None:
-    local, config, share, relay = two_profiles
+    local, config, share, relay, slow = two_profiles
     server = os.urandom(BIG)
     (local / "big.bin").write_bytes(server)
     run_json(["upload", "p"], config)
@@ -141,7 +145,7 @@ def test_killed_download_keeps_local_file_and_resumes(two_profiles: Rig, tmp_pat
     mine = b"an older local copy\n"
     (target / "big.bin").write_bytes(mine)
 
-    proc = spawn_cli(["download", "slow", "--to", str(target), "--json"], config)
+    proc = spawn_cli(["download", "p", "--to", str(target), "--json"], slow)
     try:
         wait_for("the local temporary to pass 8 MiB", lambda: partial_size(target) > HALFWAY, proc)
     finally:
@@ -163,6 +167,13 @@ def test_killed_download_keeps_local_file_and_resumes(two_profiles: Rig, tmp_pat
 
 
 # --------------------------------------------------------------------------- stale temporaries
+
+
+OWNER = owner_tag(default_client_name(), "p")  # profile "p" on this computer
+
+
+def temp_name(rel: str, info: FileInfo, owner: str = OWNER) -> str:
+    return _temp_name(rel, info, owner)
 
 
 def _info(path: Path, rel: str) -> FileInfo:
@@ -197,7 +208,13 @@ def test_stale_upload_temporaries_are_removed(
     live = _plant(share, temp_name("keep.txt", _info(keep, "keep.txt")), b"K" * 1000, samba)
     # ...and then doc.txt changed: its temporary no longer matches it.
     doc.write_bytes(b"B" * 6000)
-    gone = _plant(share, ".~bd.0123456789abcdef.part", b"of a file deleted since", samba)
+    gone = _plant(share, temp_name("x", FileInfo("x", 23, 1.0)), b"of a file deleted since", samba)
+    # Another computer's upload in progress, and one it abandoned two days ago.
+    theirs = _plant(share, temp_name("keep.txt", FileInfo("k", 9, 1.0), "0thercmp"), b"live", samba)
+    dead = _plant(share, temp_name("sub/x", FileInfo("x", 9, 1.0), "0thercmp"), b"dead", samba)
+    older = _plant(share, ".~bd.0123456789abcdef.part", b"an older BackDown's", samba)
+    for path in (dead, older):
+        os.utime(path, (time.time() - 2 * 86400,) * 2)
 
     data = run_json(["upload", "p"], config)
 
@@ -205,7 +222,10 @@ def test_stale_upload_temporaries_are_removed(
     assert data["resumed_files"] == 1  # keep.txt continued from its 1000 bytes
     assert data["bytes_transferred"] == 6000 + 3000
     assert not stale.exists() and not live.exists() and not gone.exists()
-    assert not partials(share)
+    assert not dead.exists() and not older.exists()
+    assert theirs.read_bytes() == b"live", "another computer's upload was disturbed"
+    assert partials(share) == [theirs]
+    theirs.unlink()
     assert tree_bytes(share) == tree_bytes(local)
 
 

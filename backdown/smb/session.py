@@ -62,9 +62,10 @@ from backdown.smb.status import (
     STATUS_END_OF_FILE,
     STATUS_NO_MORE_FILES,
     STATUS_NO_SUCH_FILE,
+    STATUS_OBJECT_NAME_NOT_FOUND,
     status_error,
 )
-from backdown.smb.wire import RELATED_FID, Wire
+from backdown.smb.wire import RELATED_FID, Related, Wire
 
 PIPELINE_DEPTH = 16  # reads or writes of one file in flight
 MAX_IO = 65536  # SMB 2.0.2 allows at most 64 KiB per read or write; the server may say less
@@ -186,7 +187,7 @@ class SmbSession:
             self._tid = int(reply.tid)
         return self._tid
 
-    def _call(self, chain: Sequence[Any], related: bool = True) -> list[SMB2Message]:
+    def _call(self, chain: Sequence[Any], related: Related = True) -> list[SMB2Message]:
         return self.wire.call(chain, self.tid, related)
 
     def _simple(
@@ -609,6 +610,31 @@ class SmbSession:
         with self._op(what):
             self._simple(what, old, DELETE | FILE_READ_ATTRIBUTES, FILE_OPEN, 0,
                          [_rename_info(RELATED_FID, new, replace)])  # fmt: skip
+
+    def rename_pair(self, first: tuple[str, str], second: tuple[str, str]) -> bool:
+        """Rename first[0] to first[1], then second[0] to second[1], in one round trip, so
+        that no failure of ours can fall between the two (the window is the server's alone).
+
+        Returns whether the first rename happened (False: first[0] did not exist). If the
+        second fails, its error is raised, with the first rename done.
+        """
+        chain: list[Any] = []
+        for old, new in (first, second):
+            chain += [_create(old, DELETE | FILE_READ_ATTRIBUTES, FILE_OPEN, 0),
+                      _rename_info(RELATED_FID, new), SMB2CloseRequest(RELATED_FID)]  # fmt: skip
+        what = f"renaming '{first[0]}' to '{first[1]}'"
+        with self._op(what):
+            replies = self._call(chain, related=[False, True, True] * 2)
+            for half in (replies[:3], replies[3:]):
+                if half[0].status == 0 and half[2].status != 0:
+                    self._close_quietly(half[0].payload.fid)
+            moved = all(r.status == 0 for r in replies[:2])
+            if not moved and replies[0].status != STATUS_OBJECT_NAME_NOT_FOUND:
+                raise self._error(next(r.status for r in replies[:3] if r.status), what)
+            bad = next((r for r in replies[3:] if r.status != 0), None)
+            if bad is not None:
+                raise self._error(bad.status, f"renaming '{second[0]}' to '{second[1]}'")
+            return moved
 
     def remove(self, path: str) -> None:
         self._delete(path, f"deleting '{path}'", FILE_NON_DIRECTORY_FILE)

@@ -1,0 +1,175 @@
+"""Names as the share stores them, and back: a reversible mapping, no I/O.
+
+Windows servers, NAS boxes and Samba (which mangles such names into `CSHOFG~F`) cannot store
+every name Linux and macOS allow. Like rclone's encoder, BackDown stores the characters and
+endings SMB forbids as look-alike characters and maps them back on restore:
+
+| in the local name | on the share |
+|---|---|
+| `< > : " \\ \\| ? *` | `＜ ＞ ： ＂ ＼ ｜ ？ ＊` (full-width forms) |
+| control characters 0x01-0x1F, 0x7F | `␁`-`␟`, `␡` (control pictures) |
+| a trailing space, a trailing dot | `␠`, `．` |
+| a device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9) | its last character full-width |
+
+(device names in any case and with any extension: `CON` -> `COＮ`, `aux.txt` -> `auｘ.txt`)
+
+A look-alike that is really in a local name is kept literally by putting `‛` (U+201B) before
+it, and so is a `‛` or a `‸` itself; every local name is stored under exactly one name and
+comes back exactly.
+
+A share that ignores case cannot hold `A.txt` beside `a.txt`. There the first of such names
+(in code point order) keeps its name and each other one is stored with `‸` and a number
+before its extension (`a‸0.txt`): the number records which letters are capitals, so the name
+comes back exactly and the same file gets the same stored name on every run.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import defaultdict
+from collections.abc import Iterable
+
+ESCAPE = "\u201b"  # ‛
+CASE_MARK = "\u2038"  # ‸
+
+_CHARS = {c: chr(ord(c) + 0xFEE0) for c in '<>:"\\|?*'}
+_CHARS.update({chr(i): chr(0x2400 + i) for i in range(1, 0x20)})
+_CHARS["\x7f"] = "\u2421"
+_UNCHARS = {v: k for k, v in _CHARS.items()}
+_TRAILING = {" ": "\u2420", ".": "\uff0e"}  # ␠ and ．, only as a name's last character
+_UNTRAILING = {v: k for k, v in _TRAILING.items()}
+_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+            *(f"LPT{i}" for i in range(1, 10))}  # fmt: skip
+
+
+def _wide(c: str) -> str:
+    return chr(ord(c) + 0xFEE0)
+
+
+def _narrow(c: str) -> str:
+    return chr(ord(c) - 0xFEE0) if "\uff01" <= c <= "\uff5e" else c
+
+
+def _device_base(name: str) -> tuple[str, str]:
+    """A name split at its first dot: the part Windows checks for device names, and the rest."""
+    base, dot, rest = name.partition(".")
+    return base, dot + rest
+
+
+def encode(name: str) -> str:
+    """The name under which the share stores a local file or folder name."""
+    base, rest = _device_base(name)
+    device = base.upper() in _DEVICES
+    # A device name's last character goes full-width; a real full-width one there is escaped.
+    literal_wide = bool(base) and _narrow(base[-1]) != base[-1] and (
+        (base[:-1] + _narrow(base[-1])).upper() in _DEVICES
+    )  # fmt: skip
+    out: list[str] = []
+    last = len(name) - 1
+    for i, c in enumerate(name):
+        if device and i == len(base) - 1:
+            out.append(_wide(c))
+        elif literal_wide and i == len(base) - 1 or c in (ESCAPE, CASE_MARK) or c in _UNCHARS:
+            out.append(ESCAPE + c)
+        elif c in _CHARS:
+            out.append(_CHARS[c])
+        elif i == last and c in _TRAILING:
+            out.append(_TRAILING[c])
+        elif i == last and c in _UNTRAILING:
+            out.append(ESCAPE + c)
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def decode(stored: str) -> str:
+    """The local name of a name stored on the share (the inverse of encode, case mark too)."""
+    tokens: list[tuple[str, bool]] = []  # (character, escaped)
+    i = 0
+    while i < len(stored):
+        if stored[i] == ESCAPE and i + 1 < len(stored):
+            tokens.append((stored[i + 1], True))
+            i += 2
+        else:
+            tokens.append((stored[i], False))
+            i += 1
+    tokens = _without_case_mark(tokens)
+    out: list[str] = []
+    wide_at: int | None = None  # where a full-width character may stand for a device name's
+    for n, (c, escaped) in enumerate(tokens):
+        if escaped:
+            out.append(c)
+        elif c in _UNCHARS:
+            out.append(_UNCHARS[c])
+        elif n == len(tokens) - 1 and c in _UNTRAILING:
+            out.append(_UNTRAILING[c])
+        else:
+            if _narrow(c) != c:
+                wide_at = len(out)
+            out.append(c)
+    name = "".join(out)
+    base, _ = _device_base(name)
+    if wide_at is not None and wide_at == len(base) - 1:
+        narrowed = base[:-1] + _narrow(base[-1])
+        if narrowed.upper() in _DEVICES:
+            name = narrowed + name[len(base) :]
+    return name
+
+
+def _without_case_mark(tokens: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """Drop an unescaped `‸` and the hex digits after it from the end of the stem."""
+    stem_len = len(_stem("".join(c for c, _ in tokens)))
+    end = stem_len
+    while end > 0 and not tokens[end - 1][1] and tokens[end - 1][0] in "0123456789abcdef":
+        end -= 1
+    if end < stem_len and end > 0 and tokens[end - 1] == (CASE_MARK, False):
+        return tokens[: end - 1] + tokens[stem_len:]
+    return tokens
+
+
+def _stem(name: str) -> str:
+    """A name without its extension (a leading dot starts no extension)."""
+    root, ext = posixpath.splitext(name)
+    return root if ext else name
+
+
+def case_marked(name: str) -> str:
+    """A stored name that cannot be confused with any other spelling of it on a share that
+    ignores case: `‸` and which letters are capitals, before the extension."""
+    mask = sum(1 << i for i, c in enumerate(name) if c != c.lower())
+    stored = encode(name)
+    stem = _stem(stored)
+    return f"{stem}{CASE_MARK}{mask:x}{stored[len(stem) :]}"
+
+
+def store_paths(paths: Iterable[str], ignore_case: bool) -> dict[str, str]:
+    """The stored path of every local path (files and folders alike, '/'-separated).
+
+    On a share that ignores case, names in one folder that differ only in case get
+    case_marked names, all but the first; everything else is encode()d name by name.
+    """
+    paths = sorted(set(paths))
+    names: dict[str, str] = {}  # local path -> stored name of its last part
+    if ignore_case:
+        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for path in paths:
+            folder, name = posixpath.split(path)
+            groups[(folder, encode(name).casefold())].append(path)
+        for members in groups.values():
+            for n, path in enumerate(members):  # sorted: the first keeps its name
+                name = posixpath.basename(path)
+                names[path] = case_marked(name) if n else encode(name)
+    else:
+        names = {p: encode(posixpath.basename(p)) for p in paths}
+    stored: dict[str, str] = {}
+    for path in paths:  # sorted, so a folder comes before what is in it
+        folder = posixpath.dirname(path)
+        prefix = stored.get(folder) if folder else ""
+        if prefix is None:
+            prefix = "/".join(encode(p) for p in folder.split("/"))
+        stored[path] = f"{prefix}/{names[path]}" if prefix else names[path]
+    return stored
+
+
+def decode_path(stored: str) -> str:
+    return "/".join(decode(part) for part in stored.split("/"))

@@ -1,0 +1,97 @@
+"""The mapping of local names to names a share can store, and back (backdown.share_names)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from backdown.share_names import (
+    CASE_MARK,
+    ESCAPE,
+    case_marked,
+    decode,
+    decode_path,
+    encode,
+    store_paths,
+)
+
+FORBIDDEN = set('<>:"/\\|?*') | {chr(i) for i in range(0x20)} | {"\x7f"}
+DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+           *(f"LPT{i}" for i in range(1, 10))}  # fmt: skip
+
+HARD = [
+    "CON", "con", "aux.txt", "nul.txt", "Com1", "LPT9.tar.gz", "prn.", "trailing.",
+    "trailing space ", "both. ", "a:b", 'q"uote', "back\\slash", "a|b", "why?", "st*r",
+    "<tag>", "tab\there", "bell\x07", "del\x7f", "a\u2420", "dot\uff0e", "x\uff1ay",
+    "COＮ", "auＸ.txt", "esc\u201bape", "\u201b", "mark\u2038", "m\u20381.txt", "plain.txt",
+    "日本語.txt", "ＡＢＣ.txt", "emoji 😀", " leading", ".hidden", "..dots", "...",
+    "con.", "CON ", "NUL.tar", "COM10", "coma", "LPT", "\u2401", "x\u241f", "a..",
+]  # fmt: skip
+
+
+def windows_can_store(name: str) -> bool:
+    base = name.partition(".")[0]
+    return (
+        not (set(name) & FORBIDDEN)
+        and not name.endswith((" ", "."))
+        and base.upper() not in DEVICES
+    )
+
+
+@pytest.mark.parametrize("name", HARD)
+def test_every_name_round_trips_and_is_storable(name: str) -> None:
+    stored = encode(name)
+    assert decode(stored) == name
+    assert windows_can_store(stored), stored
+    marked = case_marked(name)
+    assert decode(marked) == name
+    assert windows_can_store(marked), marked
+
+
+def test_the_mapping_is_the_documented_one() -> None:
+    assert encode('a<b>c:d"e\\f|g?h*i') == "a＜b＞c：d＂e＼f｜g？h＊i"
+    assert encode("CON") == "COＮ" and encode("aux.txt") == "auｘ.txt"
+    assert encode("COM1.log") == "COM１.log"
+    assert encode("end. ") == "end.␠" and encode("end.") == "end．"
+    assert encode("a\x01b") == "a␁b"
+    assert encode("plain name.txt") == "plain name.txt"  # the usual name is untouched
+    assert encode("ＡＢＣ.txt") == "ＡＢＣ.txt"  # full-width text that is no device name
+    assert encode("x＜y") == f"x{ESCAPE}＜y"
+    assert encode(f"a{CASE_MARK}1") == f"a{ESCAPE}{CASE_MARK}1"
+
+
+def test_random_names_round_trip() -> None:
+    alphabet = 'aA.: \\|?*<>"‛‸␠．Ｎ＜␁\x01\x7fNnOoCc1' + "日é"
+    rng = random.Random(7)
+    for _ in range(5000):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9)))
+        if name in (".", ".."):
+            continue
+        stored = encode(name)
+        assert decode(stored) == name, (name, stored)
+        assert decode(case_marked(name)) == name, name
+        assert windows_can_store(stored), (name, stored)
+
+
+def test_names_differing_only_in_case_get_distinct_stable_names() -> None:
+    paths = ["A.txt", "a.txt", "Dir", "dir", "Dir/f.txt", "dir/g.txt", "dir/G.txt", "x"]
+    stored = store_paths(paths, ignore_case=True)
+    assert stored["A.txt"] == "A.txt"  # the first in code point order keeps its name
+    assert stored["a.txt"] == f"a{CASE_MARK}0.txt"
+    assert stored["dir"] == f"dir{CASE_MARK}0"
+    assert stored["Dir/f.txt"] == "Dir/f.txt"
+    assert stored["dir/G.txt"] == f"dir{CASE_MARK}0/G.txt"
+    assert stored["dir/g.txt"] == f"dir{CASE_MARK}0/g{CASE_MARK}0.txt"
+    assert len({s.casefold() for s in stored.values()}) == len(paths)
+    assert {decode_path(s): p for p, s in stored.items()} == {p: p for p in paths}
+    # The same file keeps its stored name run after run, whatever else comes and goes.
+    assert store_paths([*paths, "b.txt", "B.TXT"], ignore_case=True)["a.txt"] == stored["a.txt"]
+    assert store_paths(paths, ignore_case=False) == {p: p for p in paths}
+
+
+def test_three_spellings_of_one_name_stay_apart() -> None:
+    paths = ["ab", "Ab", "aB", "AB"]
+    stored = store_paths(paths, ignore_case=True)
+    assert len({s.casefold() for s in stored.values()}) == 4
+    assert all(decode(stored[p]) == p for p in paths)
