@@ -121,11 +121,20 @@ class Uploader:
         session.rename(remote, target)
 
     def move(self, session: SmbSession, old: str, new: str) -> None:
-        """Rename on the share through a temporary name, so that a change of case alone
-        works on a share that ignores case."""
-        folder = posixpath.dirname(new)
+        """Rename on the share, also when only the case changes on a share that ignores it.
+
+        Windows and Samba rename 'Report' to 'report' directly (through a temporary name
+        Samba's name cache would bring the old spelling back); a server that refuses says
+        the name exists, and then the rename goes through a temporary name.
+        """
+        try:
+            session.rename(old, new)
+            return
+        except RemoteExists:
+            if old.casefold() != new.casefold():
+                raise
         digest = hashlib.sha256(new.encode()).hexdigest()[:16]
-        middle = rjoin(folder, f"{TEMP_PREFIX}{self.owner}.mv{digest}{TEMP_SUFFIX}")
+        middle = rjoin(posixpath.dirname(new), f"{TEMP_PREFIX}{self.owner}.mv{digest}{TEMP_SUFFIX}")
         session.rename_pair((old, middle), (middle, new))
 
     def upload(self, session: SmbSession, item: Item, attempt: int) -> None:
