@@ -117,7 +117,8 @@ def test_case_only_rename_is_applied_on_the_share(share, tmp_path: Path) -> None
     assert not renamed["files_failed"], renamed
     disk = server.share_path("backup") / remote
     assert sorted(p.name for p in disk.iterdir() if p.name != ".backdown") == [
-        "folder", "report.txt"
+        "folder",
+        "report.txt",
     ], json.dumps(renamed)
     assert (disk / "report.txt").read_bytes() == b"the report"
     assert (disk / "folder" / "inner.txt").read_bytes() == b"inside"
