@@ -17,11 +17,16 @@ from backdown import __version__
 from backdown.credentials import forget_password, rename_password, save_password
 from backdown.environment import Environment
 from backdown.errors import BackdownError, ExitStatus, UsageError
-from backdown.options import DEFAULT_MAX_DELETE, DEFAULT_MODIFY_WINDOW, RunOptions
 from backdown.profile import Profile, validate_profile
-from backdown.profiles import ProfileStore
-from backdown.runner import Output, run_operation
-from backdown.transfer import DEFAULT_RETRIES, DEFAULT_TRANSFERS
+from backdown.profile_store import ProfileStore
+from backdown.run_command import Output, run_operation
+from backdown.run_options import (
+    DEFAULT_MAX_DELETE,
+    DEFAULT_MODIFY_WINDOW,
+    DEFAULT_RETRIES,
+    DEFAULT_TRANSFERS,
+    RunOptions,
+)
 
 PROG = "backdown"
 

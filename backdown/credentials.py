@@ -27,7 +27,7 @@ from backdown.profile import (
     validate_name,
     validate_user,
 )
-from backdown.profiles import ensure_private_dir, write_private_file
+from backdown.profile_store import ensure_private_dir, write_private_file
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend

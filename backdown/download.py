@@ -17,8 +17,9 @@ from backdown.errors import BackdownError
 from backdown.paths import REPLACED_DIR, local_path, rjoin, temp_name
 from backdown.plan import Action, Item, Plan
 from backdown.progress import Subscriber
-from backdown.smb import LocalFileError, RemoteFileError, SmbSession
-from backdown.transfer import Failure, Meter, MeteredWriter
+from backdown.report import Failure
+from backdown.smb import LocalFileError, RemoteFileError, Session
+from backdown.transfer import Meter, MeteredWriter
 
 
 class UnsafePath(RemoteFileError):
@@ -63,7 +64,7 @@ class Downloader:
                 self._safe_folders.add(folder)
         return path
 
-    def download(self, session: SmbSession, item: Item, attempt: int) -> None:
+    def download(self, session: Session, item: Item, attempt: int) -> None:
         src = item.src
         assert src is not None
         dest = self.checked_path(src.path)

@@ -29,7 +29,7 @@ from backdown.profile import (
     validate_share,
     validate_user,
 )
-from backdown.profiles import ProfileStore
+from backdown.profile_store import ProfileStore
 
 T = TypeVar("T")
 

@@ -19,11 +19,10 @@ from backdown.credentials import forget_password, rename_password, save_password
 from backdown.environment import Environment
 from backdown.errors import BackdownError, Cancelled, ConfigError, ExitStatus, UsageError
 from backdown.initialize import Prompter, new_name_check, prompt_profile
-from backdown.options import RunOptions
 from backdown.profile import Profile, validate_local
-from backdown.profiles import ProfileStore
-from backdown.runner import Output, run_operation
-from backdown.transfer import DEFAULT_TRANSFERS
+from backdown.profile_store import ProfileStore
+from backdown.run_command import Output, run_operation
+from backdown.run_options import DEFAULT_TRANSFERS, RunOptions
 
 MAX_TRANSFERS = 64  # as the command line's --transfers
 QUIT = "q"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backdown.paths import META_DIR, rjoin
-from backdown.smb import RemoteFileError, RemoteNotFound, SmbSession
+from backdown.smb import RemoteFileError, RemoteNotFound, Session
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -51,7 +51,7 @@ class Checksum:
     sha256: str
 
 
-def read_json(session: SmbSession, path: str) -> Any | None:
+def read_json(session: Session, path: str) -> Any | None:
     """A small JSON file from the share, or None if it is missing or unreadable."""
     buf = io.BytesIO()
     try:
@@ -64,7 +64,7 @@ def read_json(session: SmbSession, path: str) -> Any | None:
         return None
 
 
-def write_json(session: SmbSession, path: str, data: Any) -> None:
+def write_json(session: Session, path: str, data: Any) -> None:
     """Write a small metadata file: to a temporary name, then renamed over the old one in
     one step, so a reader finds the old file or the new one, never none."""
     temp = path + ".new"
@@ -72,7 +72,7 @@ def write_json(session: SmbSession, path: str, data: Any) -> None:
     session.rename(temp, path, replace=True)
 
 
-def load_manifest(session: SmbSession, root: str) -> dict[str, Checksum]:
+def load_manifest(session: Session, root: str) -> dict[str, Checksum]:
     data = read_json(session, rjoin(root, META_DIR, MANIFEST))
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return {}
@@ -85,20 +85,20 @@ def load_manifest(session: SmbSession, root: str) -> dict[str, Checksum]:
     return out
 
 
-def save_manifest(session: SmbSession, root: str, entries: dict[str, Checksum]) -> None:
+def save_manifest(session: Session, root: str, entries: dict[str, Checksum]) -> None:
     files = {p: [c.size, c.mtime, c.sha256] for p, c in sorted(entries.items())}
     session.makedirs(rjoin(root, META_DIR))
     write_json(session, rjoin(root, META_DIR, MANIFEST), {"format": FORMAT, "files": files})
 
 
-def save_status(session: SmbSession, root: str, client: str, profile: str, record: dict) -> None:
+def save_status(session: Session, root: str, client: str, profile: str, record: dict) -> None:
     """Record this computer's last run where an office-wide report can read it."""
     folder = rjoin(root, META_DIR, STATUS)
     session.makedirs(folder)
     write_json(session, rjoin(folder, f"{client}.{profile}.json"), record)
 
 
-def prune_versions(session: SmbSession, root: str, keep_days: int, now: float) -> int:
+def prune_versions(session: Session, root: str, keep_days: int, now: float) -> int:
     """Delete version folders older than keep_days (0 keeps everything); returns how many."""
     if keep_days <= 0:
         return 0

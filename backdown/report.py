@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backdown.errors import ExitStatus
-from backdown.transfer import Failure
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One file or folder that failed, and why (one line)."""
+
+    path: str
+    error: str
 
 
 @dataclass

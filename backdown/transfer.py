@@ -17,7 +17,6 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import IO, Generic, TypeVar
 
 from backdown.errors import (
@@ -29,19 +28,11 @@ from backdown.errors import (
     RemoteFileError,
 )
 from backdown.progress import Subscriber
-from backdown.smb import SmbSession
+from backdown.report import Failure
+from backdown.run_options import BACKOFF_SECONDS
+from backdown.smb import Session
 
 T = TypeVar("T")
-
-DEFAULT_TRANSFERS = 4
-DEFAULT_RETRIES = 3
-BACKOFF_SECONDS = 1.0  # waits 1 s, 2 s, 4 s, ... between tries
-
-
-@dataclass(frozen=True)
-class Failure:
-    path: str
-    error: str
 
 
 class Meter:
@@ -106,7 +97,7 @@ class WorkerPool(Generic[T]):
 
     def __init__(
         self,
-        connect: Callable[[threading.Event], SmbSession],
+        connect: Callable[[threading.Event], Session],
         workers: int,
         retries: int,
         subscriber: Subscriber,
@@ -126,7 +117,7 @@ class WorkerPool(Generic[T]):
     def run(
         self,
         jobs: Sequence[T],
-        work: Callable[[SmbSession, T, int], None],
+        work: Callable[[Session, T, int], None],
         name: Callable[[T], str],
     ) -> list[Failure]:
         """Do every job; returns the failures. Raises the first fatal error, or Cancelled."""
@@ -163,10 +154,10 @@ class WorkerPool(Generic[T]):
     def _worker(
         self,
         todo: queue.SimpleQueue[T],
-        work: Callable[[SmbSession, T, int], None],
+        work: Callable[[Session, T, int], None],
         name: Callable[[T], str],
     ) -> None:
-        session: SmbSession | None = None
+        session: Session | None = None
         try:
             while not self.cancel.is_set():
                 try:
@@ -184,10 +175,10 @@ class WorkerPool(Generic[T]):
     def _do(
         self,
         job: T,
-        session: SmbSession | None,
-        work: Callable[[SmbSession, T, int], None],
+        session: Session | None,
+        work: Callable[[Session, T, int], None],
         name: Callable[[T], str],
-    ) -> SmbSession | None:
+    ) -> Session | None:
         """One job with its retries; returns the session to reuse (None if it died)."""
         attempt = 0
         silent = False  # the last try ended with the server not answering

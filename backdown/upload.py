@@ -31,15 +31,17 @@ from backdown.paths import (
 )
 from backdown.plan import Action, FileInfo, Item, Plan, Tree
 from backdown.progress import Subscriber
+from backdown.report import Failure
 from backdown.smb import (
     WRITE_WINDOW,
     LocalFileError,
+    Put,
     RemoteExists,
     RemoteFileError,
     RemoteNotFound,
-    SmbSession,
+    Session,
 )
-from backdown.transfer import Failure, Meter, SourceReader
+from backdown.transfer import Meter, SourceReader
 
 
 def file_sha256(path: str, limit: int | None = None) -> str:
@@ -105,7 +107,7 @@ class Uploader:
         rel = remote[len(self.remote_root) :].lstrip("/") if self.remote_root else remote
         return rjoin(self.remote_root, META_DIR, VERSIONS, self.stamp, rel)
 
-    def ensure_dir(self, session: SmbSession, path: str) -> None:
+    def ensure_dir(self, session: Session, path: str) -> None:
         """makedirs, remembering what exists so each folder costs one round trip per run."""
         with self._lock:
             if path in self._made:
@@ -114,13 +116,13 @@ class Uploader:
         with self._lock:
             self._made.add(path)
 
-    def set_aside(self, session: SmbSession, remote: str) -> None:
+    def set_aside(self, session: Session, remote: str) -> None:
         """Move a file or folder into this run's versions area."""
         target = self.version_path(remote)
         self.ensure_dir(session, posixpath.dirname(target))
         session.rename(remote, target)
 
-    def move(self, session: SmbSession, old: str, new: str) -> None:
+    def move(self, session: Session, old: str, new: str) -> None:
         """Rename on the share, also when only the case changes on a share that ignores it.
 
         Windows and Samba rename 'Report' to 'report' directly (through a temporary name
@@ -137,7 +139,7 @@ class Uploader:
         middle = rjoin(posixpath.dirname(new), f"{TEMP_PREFIX}{self.owner}.mv{digest}{TEMP_SUFFIX}")
         session.rename_pair((old, middle), (middle, new))
 
-    def upload(self, session: SmbSession, item: Item, attempt: int) -> None:
+    def upload(self, session: Session, item: Item, attempt: int) -> None:
         """Copy one file: temporary, set its time, version the old one, rename into place."""
         src = item.src
         assert src is not None
@@ -161,7 +163,7 @@ class Uploader:
             with self._lock:
                 self.checksums[src.path] = Checksum(src.size, src.mtime, sha)
 
-    def rename_to_local_case(self, session: SmbSession, item: Item) -> bool:
+    def rename_to_local_case(self, session: Session, item: Item) -> bool:
         """An unchanged file whose name on the share differs from the wanted one (its case
         changed locally): rename it. Returns whether a rename was needed."""
         assert item.dst is not None
@@ -172,7 +174,7 @@ class Uploader:
         return True
 
     def _resume_offset(
-        self, session: SmbSession, temp_rel: str, temp: str, src: FileInfo, attempt: int
+        self, session: Session, temp_rel: str, temp: str, src: FileInfo, attempt: int
     ) -> int:
         """Where to continue a temporary: its size, less any tail that differs from the source.
 
@@ -206,7 +208,7 @@ class Uploader:
 
     def _send(
         self,
-        session: SmbSession,
+        session: Session,
         source: str,
         temp: str,
         src: FileInfo,
@@ -227,10 +229,11 @@ class Uploader:
             reader = SourceReader(f, self.cancel, hasher)
             try:
                 session.put_file(
-                    temp, reader, offset, src.size, src.mtime, rename_to,
+                    Put(temp, offset, src.size, src.mtime, rename_to),
+                    reader,
                     before_finish=lambda: _unchanged_since_walk(source, src),
                     on_sent=self.meter.add,
-                )  # fmt: skip
+                )
             except RemoteExists:
                 if rename_to is None:
                     raise
@@ -239,7 +242,7 @@ class Uploader:
                 renamed = rename_to is not None
         return (hasher.hexdigest() if hasher is not None else None), renamed
 
-    def _put_in_place(self, session: SmbSession, temp: str, current: str, target: str) -> None:
+    def _put_in_place(self, session: Session, temp: str, current: str, target: str) -> None:
         """Move the file now at `current` into the versions area and the new one from `temp`
         to `target`, in one round trip: at no moment is the old content gone, and the real
         name is empty only for as long as the server takes between two renames."""
@@ -290,9 +293,7 @@ def _hash_prefix(f: BinaryIO, hasher: hashlib._Hash, length: int) -> None:
         remaining -= len(chunk)
 
 
-def create_folders(
-    session: SmbSession, uploader: Uploader, plan: Plan
-) -> tuple[int, list[Failure]]:
+def create_folders(session: Session, uploader: Uploader, plan: Plan) -> tuple[int, list[Failure]]:
     """Create the plan's missing remote folders, parents first (empty ones too)."""
     created, failures = 0, []
     failed: list[str] = []
@@ -309,7 +310,7 @@ def create_folders(
 
 
 def rename_folders(
-    session: SmbSession, uploader: Uploader, dst: Tree, renamed: list[str]
+    session: Session, uploader: Uploader, dst: Tree, renamed: list[str]
 ) -> tuple[int, list[Failure]]:
     """Rename folders whose name changed only in case locally, parents first."""
     count, failures = 0, []
@@ -330,7 +331,7 @@ def rename_folders(
 
 
 def remove_extras(
-    session: SmbSession, uploader: Uploader, plan: Plan, dst: Tree
+    session: Session, uploader: Uploader, plan: Plan, dst: Tree
 ) -> tuple[int, list[Failure]]:
     """Mirror: move files and folders gone from the source into the versions area."""
     moved, failures = 0, []
@@ -353,7 +354,7 @@ def remove_extras(
 
 
 def remove_stale_partials(
-    session: SmbSession, uploader: Uploader, dst: Tree, keep: set[str], now: float
+    session: Session, uploader: Uploader, dst: Tree, keep: set[str], now: float
 ) -> None:
     """Delete temporaries no planned copy will continue: this profile's own (left by changed
     or deleted files), and anyone's not written to for ABANDONED_SECONDS. Another

@@ -13,7 +13,7 @@ from backdown.filters import PathFilter
 from backdown.paths import is_temp_name, rjoin
 from backdown.plan import FileInfo, Tree
 from backdown.share_names import decode
-from backdown.smb import RemoteFileError, SmbSession
+from backdown.smb import RemoteFileError, Session
 
 # What must never be inside one name: a path separator (on the wire, and on this system).
 _SMB_SEPARATORS = frozenset({"/", "\x00", "\\"})
@@ -78,7 +78,7 @@ def walk_local(root: str, path_filter: PathFilter) -> Tree:
     return tree
 
 
-def walk_remote(session: SmbSession, root: str, path_filter: PathFilter) -> Tree | None:
+def walk_remote(session: Session, root: str, path_filter: PathFilter) -> Tree | None:
     """The files and folders under a remote folder, or None if the folder does not exist.
 
     Names are decoded from the way the share stores them (share_names); each entry stored

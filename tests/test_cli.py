@@ -14,7 +14,7 @@ from helpers import Result, add_profile, assert_same_tree, make_tree, run_cli, s
 from samba import SambaServer
 
 from backdown import __version__
-from backdown.profiles import FILE_NAME
+from backdown.profile_store import FILE_NAME
 
 REPORT_KEYS = {
     "profile",

@@ -19,7 +19,7 @@ from backdown.credentials import save_password
 from backdown.environment import Environment
 from backdown.errors import ConfigError, UsageError
 from backdown.profile import Profile
-from backdown.profiles import FILE_NAME, FORMAT_VERSION, ProfileStore
+from backdown.profile_store import FILE_NAME, FORMAT_VERSION, ProfileStore
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX only")
 

@@ -17,7 +17,7 @@ from helpers import Result, SlowRelay, add_profile, make_tree, run_cli, spawn_cl
 from samba import SambaServer, free_port
 
 from backdown.errors import ExitStatus
-from backdown.profiles import FILE_NAME
+from backdown.profile_store import FILE_NAME
 
 pytestmark = pytest.mark.samba
 

@@ -11,7 +11,7 @@ import pytest
 from backdown.environment import Environment
 from backdown.initialize import Prompter, prompt_profile
 from backdown.profile import Profile
-from backdown.profiles import ProfileStore
+from backdown.profile_store import ProfileStore
 
 
 class Script:

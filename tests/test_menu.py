@@ -25,7 +25,7 @@ from backdown import cli
 from backdown.credentials import save_password
 from backdown.environment import Environment
 from backdown.profile import Profile
-from backdown.profiles import ProfileStore
+from backdown.profile_store import ProfileStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20

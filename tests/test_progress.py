@@ -78,9 +78,9 @@ def test_subscribers_hear_every_file_and_byte(
     tmp_path: Path, samba: SambaServer, remote_dir: str
 ) -> None:
     """The engine reports through subscribers: a recording one sees each file and byte."""
-    from backdown import sync
-    from backdown.options import RunOptions
+    from backdown import engine
     from backdown.profile import Profile
+    from backdown.run_options import RunOptions
 
     local = tmp_path / "local"
     (local / "d").mkdir(parents=True)
@@ -92,7 +92,7 @@ def test_subscribers_hear_every_file_and_byte(
         remote_folder=remote_dir, user=samba.user,
     )  # fmt: skip
     recording = Recording()
-    report: RunReport = sync.backup(profile, samba.password, RunOptions(), recording, tmp_path)
+    report: RunReport = engine.backup(profile, samba.password, RunOptions(), recording, tmp_path)
     assert report.ok and report.files_transferred == 3
     assert recording.bytes == sum(sizes.values()) == report.bytes_transferred
     finished = [value for kind, value in recording.events if kind == "done"]

@@ -16,6 +16,7 @@ from backdown.errors import ShareError
 from backdown.smb import (
     Endpoint,
     LocalFileError,
+    Put,
     RemoteExists,
     RemoteFileError,
     RemoteNotFound,
@@ -94,9 +95,10 @@ def test_put_and_get_round_trip_around_the_block_size(
     data = os.urandom(size)
     sent: list[int] = []
     end = session.put_file(
-        f"{remote_dir}/.tmp", io.BytesIO(data), 0, size, 1_500_000_000.5, f"{remote_dir}/f",
+        Put(f"{remote_dir}/.tmp", 0, size, 1_500_000_000.5, f"{remote_dir}/f"),
+        io.BytesIO(data),
         on_sent=sent.append,
-    )  # fmt: skip
+    )
     assert end == size and sum(sent) == size
     on_disk = samba.share_path("backup") / remote_dir / "f"
     assert on_disk.read_bytes() == data
@@ -111,9 +113,9 @@ def test_resume_writes_and_reads_from_an_offset(
     samba: SambaServer, session: SmbSession, remote_dir: str
 ) -> None:
     data = os.urandom(300_000)
-    session.put_file(f"{remote_dir}/part", io.BytesIO(data[:100_000]), 0, None, None, None)
+    session.put_file(Put(f"{remote_dir}/part", 0, None, None, None), io.BytesIO(data[:100_000]))
     rest = io.BytesIO(data[100_000:])
-    session.put_file(f"{remote_dir}/part", rest, 100_000, len(data), None, None)
+    session.put_file(Put(f"{remote_dir}/part", 100_000, len(data), None, None), rest)
     assert (samba.share_path("backup") / remote_dir / "part").read_bytes() == data
     out = io.BytesIO()
     assert session.get_file(f"{remote_dir}/part", out, 250_000, len(data)) == 50_000
@@ -127,7 +129,7 @@ def test_rename_never_replaces_and_keeps_the_complete_file(
     samba.put_file("backup", f"{remote_dir}/target", b"old")
     with pytest.raises(RemoteExists):
         session.put_file(
-            f"{remote_dir}/.tmp", io.BytesIO(b"new"), 0, 3, 1e9, f"{remote_dir}/target"
+            Put(f"{remote_dir}/.tmp", 0, 3, 1e9, f"{remote_dir}/target"), io.BytesIO(b"new")
         )
     assert (folder / "target").read_bytes() == b"old"
     assert (folder / ".tmp").read_bytes() == b"new"  # complete, ready for the next step
@@ -145,13 +147,16 @@ def test_a_source_that_changes_is_not_put_in_place(
     for size in (10, 200_000):
         with pytest.raises(LocalFileError):
             session.put_file(
-                f"{remote_dir}/.tmp{size}", io.BytesIO(b"z" * size), 0, size, 1e9,
-                f"{remote_dir}/real{size}", before_finish=changed,
-            )  # fmt: skip
+                Put(f"{remote_dir}/.tmp{size}", 0, size, 1e9, f"{remote_dir}/real{size}"),
+                io.BytesIO(b"z" * size),
+                before_finish=changed,
+            )
         assert not (samba.share_path("backup") / remote_dir / f"real{size}").exists()
     # A short source (fewer bytes than promised) is refused the same way.
     with pytest.raises(LocalFileError):
-        session.put_file(f"{remote_dir}/.tmp", io.BytesIO(b"abc"), 0, 10, 1e9, f"{remote_dir}/r")
+        session.put_file(
+            Put(f"{remote_dir}/.tmp", 0, 10, 1e9, f"{remote_dir}/r"), io.BytesIO(b"abc")
+        )
     assert not (samba.share_path("backup") / remote_dir / "r").exists()
 
 
@@ -175,8 +180,8 @@ def test_signing_mandatory_server_takes_compounded_requests(
     data = os.urandom(150_000)
     with connect(endpoint) as s:
         s.makedirs("signed/deep")
-        s.put_file("signed/.t", io.BytesIO(data[:10]), 0, 10, 1e9, "signed/small")
-        s.put_file("signed/.u", io.BytesIO(data), 0, len(data), 1e9, "signed/deep/big")
+        s.put_file(Put("signed/.t", 0, 10, 1e9, "signed/small"), io.BytesIO(data[:10]))
+        s.put_file(Put("signed/.u", 0, len(data), 1e9, "signed/deep/big"), io.BytesIO(data))
         assert _names(s.listdir("signed")) == {"small", "deep"}
         out = io.BytesIO()
         s.get_file("signed/deep/big", out, 0, len(data))
@@ -204,11 +209,11 @@ def test_a_local_read_error_mid_file_leaves_the_session_usable(
 ) -> None:
     with pytest.raises(LocalFileError):
         session.put_file(
-            f"{remote_dir}/.tmp", _FailingReader(40), 0, 100 * 65536, 1e9, f"{remote_dir}/big"
+            Put(f"{remote_dir}/.tmp", 0, 100 * 65536, 1e9, f"{remote_dir}/big"), _FailingReader(40)
         )
     assert not session.closed
     assert not (samba.share_path("backup") / remote_dir / "big").exists()
-    session.put_file(f"{remote_dir}/.t2", io.BytesIO(b"ok"), 0, 2, 1e9, f"{remote_dir}/ok")
+    session.put_file(Put(f"{remote_dir}/.t2", 0, 2, 1e9, f"{remote_dir}/ok"), io.BytesIO(b"ok"))
     assert _names(session.listdir(remote_dir)) >= {"ok", ".tmp"}
 
 

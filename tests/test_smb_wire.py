@@ -18,7 +18,7 @@ from samba import SambaServer
 from wire_proxy import CMD_READ, HEADER, WireProxy
 
 from backdown.errors import Cancelled, ConnectError, NoAnswer
-from backdown.smb import Endpoint, RemoteFileError, SmbSession, connect
+from backdown.smb import Endpoint, Put, RemoteFileError, SmbSession, connect
 from backdown.smb.session import PIPELINE_DEPTH
 
 MiB = 1 << 20
@@ -40,7 +40,7 @@ def _folder(session: SmbSession) -> str:
 
 
 def _put(session: SmbSession, path: str, data: bytes) -> int:
-    return session.put_file(path, io.BytesIO(data), 0, len(data), None, None)
+    return session.put_file(Put(path, 0, len(data), None, None), io.BytesIO(data))
 
 
 def _get(session: SmbSession, path: str, size: int) -> bytes:
@@ -78,8 +78,10 @@ def test_every_operation_completes_in_a_small_credit_window(samba_with, window: 
     with _session(server) as s:
         folder = _folder(s)
         for name, data in small.items():
-            s.put_file(f"{folder}/.tmp-{name}", io.BytesIO(data), 0, len(data),
-                       1_600_000_000.0, f"{folder}/{name}")  # fmt: skip
+            s.put_file(
+                Put(f"{folder}/.tmp-{name}", 0, len(data), 1_600_000_000.0, f"{folder}/{name}"),
+                io.BytesIO(data),
+            )
         _put(s, f"{folder}/big.bin", big)
         entries = {e.name: e for e in s.listdir(folder)}  # 301 names: more than one page
         assert set(entries) == {*small, "big.bin"}
@@ -121,8 +123,9 @@ def test_a_write_to_a_full_share_closes_its_handle_and_keeps_only_good_bytes(
     with _session(server) as s:
         folder = _folder(s)
         with pytest.raises(RemoteFileError, match="full"):
-            s.put_file(f"{folder}/t.part", io.BytesIO(data), 0, len(data), 1.0e9,
-                       f"{folder}/real.bin")  # fmt: skip
+            s.put_file(
+                Put(f"{folder}/t.part", 0, len(data), 1.0e9, f"{folder}/real.bin"), io.BytesIO(data)
+            )
         assert s.stat(f"{folder}/real.bin") is None  # never renamed into place
         assert server.open_files() == [], "the failed write left a handle open"
         kept = (server.share_path("backup") / folder / "t.part").read_bytes()

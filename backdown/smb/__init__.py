@@ -3,7 +3,8 @@
 - `wire`: framing, credits, signing and deadlines on the connection pysmb logged on;
 - `session`: file operations (list, stat, read, write, rename, delete) over the wire;
 - `status`: the server's NTSTATUS codes turned into BackDown's errors;
-- `connect`: TCP, negotiation and logon, then a session; `endpoint`: where to connect.
+- `connect`: TCP, negotiation and logon, then a session; `endpoint`: where to connect;
+- `interface`: the Session protocol and Connector type the engine is written against.
 """
 
 from backdown.errors import (
@@ -15,12 +16,16 @@ from backdown.errors import (
 )
 from backdown.smb.connect import PYSMB_VERSION, check_pysmb, connect
 from backdown.smb.endpoint import CONNECT_TIMEOUT, OPERATION_TIMEOUT, Endpoint
-from backdown.smb.session import WRITE_WINDOW, Readable, RemoteEntry, SmbSession, Writable
+from backdown.smb.interface import Connector, Session
+from backdown.smb.session import WRITE_WINDOW, Put, Readable, RemoteEntry, SmbSession, Writable
 
 __all__ = [
     "CONNECT_TIMEOUT",
+    "Connector",
+    "Session",
     "OPERATION_TIMEOUT",
     "PYSMB_VERSION",
+    "Put",
     "WRITE_WINDOW",
     "Endpoint",
     "LocalFileError",

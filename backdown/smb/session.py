@@ -104,6 +104,18 @@ class RemoteEntry:
 
 
 @dataclass(frozen=True)
+class Put:
+    """Where put_file writes: into `path` from `offset`; with `size`, a source that does not
+    end exactly there is refused; then the file gets `mtime` and is renamed to `rename_to`."""
+
+    path: str
+    offset: int = 0
+    size: int | None = None
+    mtime: float | None = None
+    rename_to: str | None = None
+
+
+@dataclass(frozen=True)
 class WriteResult:
     """How far a write stream got: `end` sent, `acked` the contiguous acknowledged prefix."""
 
@@ -410,22 +422,19 @@ class SmbSession:
     # -- writing -------------------------------------------------------------------------
     def write_file(self, path: str, fileobj: Readable, offset: int = 0) -> int:
         """Stream fileobj into a remote file; offset 0 truncates, else writes from offset."""
-        return self.put_file(path, fileobj, offset, None, None, None)
+        return self.put_file(Put(path, offset), fileobj)
 
     def put_file(
         self,
-        path: str,
+        put: Put,
         fileobj: Readable,
-        offset: int,
-        size: int | None,
-        mtime: float | None,
-        rename_to: str | None,
+        *,
         before_finish: Callable[[], None] | None = None,
         on_sent: Callable[[int], None] | None = None,
     ) -> int:
-        """Write fileobj into `path` from offset, set its time, and rename it to `rename_to`.
+        """Write fileobj into put.path from put.offset, set its time, and rename it.
 
-        Returns the end offset. With `size` given, a file that does not end exactly there is
+        Returns the end offset. With a size given, a file that does not end exactly there is
         neither given its time nor renamed (LocalFileError: it changed while being read).
         If `rename_to` exists, RemoteExists is raised with the file complete under `path`.
         `before_finish` runs once all data is acknowledged and before the time and name are
@@ -433,6 +442,13 @@ class SmbSession:
         `on_sent` hears of each block of data once the server has acknowledged it in full.
         A small file costs one round trip, two when it is renamed.
         """
+        path, offset, size, mtime, rename_to = (
+            put.path,
+            put.offset,
+            put.size,
+            put.mtime,
+            put.rename_to,
+        )
         check = before_finish or (lambda: None)
         sent = on_sent or (lambda n: None)
         what = f"writing '{path}'"

@@ -7,18 +7,18 @@ caller, which decides between an exit code (cli) and a message and the menu agai
 
 from __future__ import annotations
 
-import getpass
 import json
 from dataclasses import dataclass
 
-from backdown import sync
+from backdown import engine
 from backdown.credentials import resolve_logon
 from backdown.environment import Environment
 from backdown.errors import ExitStatus
-from backdown.options import RunOptions
+from backdown.initialize import Prompter
 from backdown.profile import Profile
 from backdown.progress import Fanout, NoticePrinter, RichProgress, Subscriber
 from backdown.report import RunReport
+from backdown.run_options import RunOptions
 
 OPERATIONS = ("upload", "download", "test")
 
@@ -37,7 +37,7 @@ def logon_for(
 ) -> tuple[Profile, str]:
     """The profile as it logs on (user and domain filled from its credentials file when it
     names no user) and the password; see credentials.resolve_logon."""
-    prompt = (lambda text: getpass.getpass(text)) if env.stdin_isatty else None
+    prompt = Prompter.for_environment(env).read_secret if env.stdin_isatty else None
     return resolve_logon(profile, env, password_stdin=password_stdin, prompt=prompt)
 
 
@@ -63,11 +63,11 @@ def run_operation(
     subscriber = subscriber_for(env, out)
     config_dir = env.config_path
     if operation == "upload":
-        report = sync.backup(profile, password, options, subscriber, config_dir)
+        report = engine.backup(profile, password, options, subscriber, config_dir)
     elif operation == "download":
-        report = sync.restore(profile, password, options, subscriber, config_dir)
+        report = engine.restore(profile, password, options, subscriber, config_dir)
     else:
-        report = sync.check_connection(profile, password)
+        report = engine.check_connection(profile, password)
     print_report(env, report, out)
     return report.exit_status
 

@@ -33,7 +33,6 @@ from backdown.manifest import (
     save_status,
     utc_stamp,
 )
-from backdown.options import RunOptions
 from backdown.paths import META_DIR, local_path, owner_tag, rjoin, temp_name
 from backdown.plan import (
     Action,
@@ -47,16 +46,18 @@ from backdown.plan import (
 )
 from backdown.profile import Profile
 from backdown.progress import Subscriber
-from backdown.report import RunReport
+from backdown.report import Failure, RunReport
+from backdown.run_options import RunOptions
 from backdown.share_names import store_paths
 from backdown.smb import (
+    Connector,
     Endpoint,
     RemoteAccessDenied,
     RemoteFileError,
-    SmbSession,
-    connect,
+    Session,
 )
-from backdown.transfer import Failure, Meter, WorkerPool
+from backdown.smb import connect as smb_connect
+from backdown.transfer import Meter, WorkerPool
 from backdown.upload import (
     Uploader,
     create_folders,
@@ -101,16 +102,26 @@ def profile_lock(config_dir: Path, name: str) -> Iterator[None]:
         lock.release()
 
 
+@dataclass(frozen=True)
+class Collaborators:
+    """What the engine is given rather than reaching for: how to open a session on the
+    share (smb.connect in a real run) and what time it is."""
+
+    connect: Connector = smb_connect
+    clock: Callable[[], float] = time.time
+
+
 class _Sessions:
     """The run's own session for walking and bookkeeping; reopened if the server dropped it."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, connect: Connector) -> None:
         self.endpoint = endpoint
-        self._session: SmbSession | None = None
+        self.connect = connect
+        self._session: Session | None = None
 
-    def get(self) -> SmbSession:
+    def get(self) -> Session:
         if self._session is None or self._session.closed:
-            self._session = connect(self.endpoint)
+            self._session = self.connect(self.endpoint, None)
         return self._session
 
     def close(self) -> None:
@@ -118,12 +129,14 @@ class _Sessions:
             self._session.close()
 
 
-def check_connection(profile: Profile, password: str) -> RunReport:
+def check_connection(
+    profile: Profile, password: str, using: Collaborators = Collaborators()
+) -> RunReport:
     """Reach the server, log on, open the share, and check the remote folder is writable."""
     began = time.monotonic()
     report = RunReport(profile.name, "test", destination=profile.unc)
     endpoint = endpoint_for(profile, password)
-    with connect(endpoint) as session:
+    with using.connect(endpoint, None) as session:
         who = f"as '{profile.user}'" if profile.user else "as guest"
         report.notes.append(f"reached {endpoint.where} and logged on {who}")
         session.listdir("")
@@ -141,7 +154,7 @@ def check_connection(profile: Profile, password: str) -> RunReport:
     return report
 
 
-def _nearest_existing(session: SmbSession, folder: str) -> str:
+def _nearest_existing(session: Session, folder: str) -> str:
     parts = folder.split("/") if folder else []
     while parts:
         entry = session.stat("/".join(parts))
@@ -166,7 +179,7 @@ def _folder_access(profile: Profile) -> Iterator[None]:
         ) from None
 
 
-def _probe_writable(session: SmbSession, folder: str, profile: Profile) -> None:
+def _probe_writable(session: Session, folder: str, profile: Profile) -> None:
     """Create and delete a small file, so a read-only share fails before any work starts."""
     probe = rjoin(folder, f".backdown-probe.{profile.client_name}.{os.getpid()}")
     try:
@@ -236,13 +249,34 @@ class _Run:
     profile: Profile
     options: RunOptions
     subscriber: Subscriber
+    using: Collaborators
     sessions: _Sessions
     report: RunReport
     cancel: threading.Event = field(default_factory=threading.Event)
 
+    @classmethod
+    def start(
+        cls, profile: Profile, password: str, options: RunOptions, subscriber: Subscriber,
+        using: Collaborators, report: RunReport,
+    ) -> _Run:  # fmt: skip
+        sessions = _Sessions(endpoint_for(profile, password), using.connect)
+        return cls(profile, options, subscriber, using, sessions, report)
+
     @property
     def owner(self) -> str:
         return owner_tag(self.profile.client_name, self.profile.name)
+
+    @contextmanager
+    def locked(self, config_dir: Path) -> Iterator[None]:
+        """The run itself: holds the profile's lock; then closes, reports, times it."""
+        began = time.monotonic()
+        try:
+            with profile_lock(config_dir, self.profile.name):
+                yield
+        finally:
+            self.sessions.close()
+            self.subscriber.on_finish()
+            self.report.seconds = time.monotonic() - began
 
 
 def backup(
@@ -251,67 +285,62 @@ def backup(
     options: RunOptions,
     subscriber: Subscriber,
     config_dir: Path,
+    using: Collaborators = Collaborators(),
 ) -> RunReport:
     """Upload the local folder's contents into share/remote-folder, as options say."""
-    began = time.monotonic()
     mirror = profile.mode == "mirror" if options.mirror is None else options.mirror
     report = RunReport(profile.name, "upload", dry_run=options.dry_run, destination=profile.unc)
     local_root = _local_source(profile)
     path_filter = build_filter(local_root, profile.excludes, options.excludes)
     root = profile.remote_folder
-    run = _Run(profile, options, subscriber, _Sessions(endpoint_for(profile, password)), report)
-    try:
-        with profile_lock(config_dir, profile.name):
-            src = walk_local(local_root, path_filter)
-            session = run.sessions.get()
-            with _folder_access(profile):
-                dst = walk_remote(session, root, path_filter) or Tree()
-            ignore_case = share_ignores_case(session, root, dst, may_write=not options.dry_run)
-            renamed = match_case(src, dst) if ignore_case else []
-            stored = store_paths([*src.files, *src.dirs], ignore_case)
-            if options.checksum:
-                manifest = load_manifest(session, root)
-                _attach_checksums(src, dst, manifest, src, local_root, options.modify_window)
-            else:
-                manifest = {}
-            plan = make_plan(src, dst, CompareRules(options.modify_window, options.checksum))
-            if mirror:
-                why = mirror_refusal(plan, src, dst, options.max_delete)
-                if why is None and any(p == "." for p, _ in src.errors):
-                    why = f"refusing to mirror: cannot read the local folder {local_root}"
-                if why:
-                    raise RefusedError(why)
-            _fill_counts(report, plan, dst)
-            doomed = plan.extra_files_with_dirs(dst) if mirror else []
-            if mirror:
-                report.planned += [("move-to-versions", p) for p in doomed]
-            report.files_removed = len(doomed) if options.dry_run else 0
-            report.skipped = list(src.skipped)
-            subscriber.on_plan("upload", plan)
-            if options.dry_run:
-                return report
-            uploader = Uploader(
-                local_root=profile.local,
-                remote_root=root,
-                stamp=utc_stamp(),
-                partials=dst.partials,
-                meter=Meter(subscriber),
-                subscriber=subscriber,
-                cancel=run.cancel,
-                owner=run.owner,
-                stored=stored,
-                checksum=options.checksum,
-                checksums=dict(manifest),
-            )
-            _upload(run, uploader, plan, src, dst, mirror, renamed)
-    finally:
-        run.sessions.close()
-        subscriber.on_finish()
-        report.seconds = time.monotonic() - began
+    run = _Run.start(profile, password, options, subscriber, using, report)
+    with run.locked(config_dir):
+        src = walk_local(local_root, path_filter)
+        session = run.sessions.get()
+        with _folder_access(profile):
+            dst = walk_remote(session, root, path_filter) or Tree()
+        ignore_case = share_ignores_case(session, root, dst, may_write=not options.dry_run)
+        renamed = match_case(src, dst) if ignore_case else []
+        stored = store_paths([*src.files, *src.dirs], ignore_case)
+        if options.checksum:
+            manifest = load_manifest(session, root)
+            _attach_checksums(src, dst, manifest, src, local_root, options.modify_window)
+        else:
+            manifest = {}
+        plan = make_plan(src, dst, CompareRules(options.modify_window, options.checksum))
+        if mirror:
+            why = mirror_refusal(plan, src, dst, options.max_delete)
+            if why is None and any(p == "." for p, _ in src.errors):
+                why = f"refusing to mirror: cannot read the local folder {local_root}"
+            if why:
+                raise RefusedError(why)
+        _fill_counts(report, plan, dst)
+        doomed = plan.extra_files_with_dirs(dst) if mirror else []
+        if mirror:
+            report.planned += [("move-to-versions", p) for p in doomed]
+        report.files_removed = len(doomed) if options.dry_run else 0
+        report.skipped = list(src.skipped)
+        subscriber.on_plan("upload", plan)
+        if options.dry_run:
+            return report
+        uploader = Uploader(
+            local_root=profile.local,
+            remote_root=root,
+            stamp=utc_stamp(using.clock()),
+            partials=dst.partials,
+            meter=Meter(subscriber),
+            subscriber=subscriber,
+            cancel=run.cancel,
+            owner=run.owner,
+            stored=stored,
+            checksum=options.checksum,
+            checksums=dict(manifest),
+        )
+        _upload(run, uploader, plan, src, dst, mirror, renamed)
     return report
 
 
-def share_ignores_case(session: SmbSession, root: str, dst: Tree, may_write: bool) -> bool:
+def share_ignores_case(session: Session, root: str, dst: Tree, may_write: bool) -> bool:
     """Whether the share takes 'A' and 'a' for one name (Windows, most NAS, Samba's default).
 
     Asked once per run, cheaply: by looking up an existing name of the remote folder with
@@ -396,7 +425,7 @@ def _upload(
             report.files_removed = removed
             failures += more
     keep = {temp_name(i.path, i.src, run.owner) for i in copies if i.src}
-    remove_stale_partials(session, uploader, dst, keep, time.time())
+    remove_stale_partials(session, uploader, dst, keep, run.using.clock())
     if run.options.checksum and has_work:
         for path in list(uploader.checksums):
             if path not in src.files:
@@ -405,9 +434,9 @@ def _upload(
     report.files_versioned = uploader.versioned
     report.files_failed = failures
     if not failures:
-        prune_versions(session, root, profile.keep_versions_days, time.time())
+        prune_versions(session, root, profile.keep_versions_days, run.using.clock())
     # Every run is recorded, no-op runs too, so an office-wide "who is overdue" report sees them.
-    _record_status(session, profile, report)
+    _record_status(session, profile, report, run.using.clock())
 
 
 def _copy_all(
@@ -415,7 +444,7 @@ def _copy_all(
     meter: Meter,
     plan: Plan,
     earlier_failures: list[Failure],
-    work: Callable[[SmbSession, Item, int], None],
+    work: Callable[[Session, Item, int], None],
     src: Tree,
 ) -> tuple[list[Item], list[Failure]]:
     """Copy the plan's files with the worker pool (skipping folders that failed earlier);
@@ -424,7 +453,7 @@ def _copy_all(
     copies = [i for i in plan.copies if not i.path.startswith(failed_dirs)]
     endpoint, options = run.sessions.endpoint, run.options
     pool: WorkerPool[Item] = WorkerPool(
-        lambda cancel: connect(endpoint, cancel), options.transfers, options.retries,
+        lambda cancel: run.using.connect(endpoint, cancel), options.transfers, options.retries,
         run.subscriber, run.cancel, options.backoff,
     )  # fmt: skip
     failures = list(earlier_failures)
@@ -438,7 +467,7 @@ def _copy_all(
     return copies, failures
 
 
-def _record_status(session: SmbSession, profile: Profile, report: RunReport) -> None:
+def _record_status(session: Session, profile: Profile, report: RunReport, now: float) -> None:
     try:
         save_status(
             session,
@@ -448,7 +477,7 @@ def _record_status(session: SmbSession, profile: Profile, report: RunReport) -> 
             {
                 "client": profile.client_name,
                 "profile": profile.name,
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
                 "ok": report.ok,
                 "files_transferred": report.files_transferred,
                 "bytes_transferred": report.bytes_transferred,
@@ -459,7 +488,7 @@ def _record_status(session: SmbSession, profile: Profile, report: RunReport) -> 
         report.notes.append(f"could not record this run on the share ({exc})")
 
 
-def _reopen(sessions: _Sessions) -> SmbSession:
+def _reopen(sessions: _Sessions) -> Session:
     """The bookkeeping session, reconnecting if the server dropped it during the copies."""
     session = sessions.get()
     try:
@@ -475,40 +504,35 @@ def restore(
     options: RunOptions,
     subscriber: Subscriber,
     config_dir: Path,
+    using: Collaborators = Collaborators(),
 ) -> RunReport:
     """Download the remote folder's contents into the target (default: the local folder)."""
-    began = time.monotonic()
     target = os.path.abspath(os.path.expanduser(options.target or profile.local))
     report = RunReport(profile.name, "download", dry_run=options.dry_run, destination=target)
     path_filter = PathFilter([*profile.excludes, *options.excludes])
     root = profile.remote_folder
-    run = _Run(profile, options, subscriber, _Sessions(endpoint_for(profile, password)), report)
-    try:
-        with profile_lock(config_dir, profile.name):
-            session = run.sessions.get()
-            with _folder_access(profile):
-                src = walk_remote(session, root, path_filter)
-            if src is None:
-                raise ShareError(
-                    f"folder '{root}' not found on share '{profile.share}'; check the profile's "
-                    "remote folder (nothing has been backed up there yet?)"
-                )
-            if os.path.exists(target) and not os.path.isdir(target):
-                raise UsageError(f"{target} exists and is not a folder; choose another with --to")
-            dst = walk_local(target, path_filter) if os.path.isdir(target) else Tree()
-            if options.checksum:
-                manifest = load_manifest(session, root)
-                _attach_checksums(src, dst, manifest, dst, target, options.modify_window)
-            plan = make_plan(src, dst, CompareRules(options.modify_window, options.checksum))
-            _fill_counts(report, plan, dst)
-            subscriber.on_plan("download", plan)
-            if options.dry_run:
-                return report
-            _download(run, plan, src, dst, target)
-    finally:
-        run.sessions.close()
-        subscriber.on_finish()
-        report.seconds = time.monotonic() - began
+    run = _Run.start(profile, password, options, subscriber, using, report)
+    with run.locked(config_dir):
+        session = run.sessions.get()
+        with _folder_access(profile):
+            src = walk_remote(session, root, path_filter)
+        if src is None:
+            raise ShareError(
+                f"folder '{root}' not found on share '{profile.share}'; check the profile's "
+                "remote folder (nothing has been backed up there yet?)"
+            )
+        if os.path.exists(target) and not os.path.isdir(target):
+            raise UsageError(f"{target} exists and is not a folder; choose another with --to")
+        dst = walk_local(target, path_filter) if os.path.isdir(target) else Tree()
+        if options.checksum:
+            manifest = load_manifest(session, root)
+            _attach_checksums(src, dst, manifest, dst, target, options.modify_window)
+        plan = make_plan(src, dst, CompareRules(options.modify_window, options.checksum))
+        _fill_counts(report, plan, dst)
+        subscriber.on_plan("download", plan)
+        if options.dry_run:
+            return report
+        _download(run, plan, src, dst, target)
     return report
 
 
@@ -517,7 +541,7 @@ def _download(run: _Run, plan: Plan, src: Tree, dst: Tree, target: str) -> None:
     downloader = Downloader(
         target_root=target,
         remote_root=run.profile.remote_folder,
-        stamp=utc_stamp(),
+        stamp=utc_stamp(run.using.clock()),
         partials=dst.partials,
         meter=meter,
         subscriber=run.subscriber,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backdown.transfer import DEFAULT_RETRIES, DEFAULT_TRANSFERS
-
+DEFAULT_TRANSFERS = 4
+DEFAULT_RETRIES = 3
+BACKOFF_SECONDS = 1.0  # waits 1 s, 2 s, 4 s, ... between tries
 DEFAULT_MODIFY_WINDOW = 2.0
 DEFAULT_MAX_DELETE = 50.0  # percent of the destination's files
 
@@ -22,4 +23,4 @@ class RunOptions:
     max_delete: float = DEFAULT_MAX_DELETE
     overwrite: bool = False  # restore: replace differing local files without keeping them
     target: str | None = None  # restore: where to, instead of the profile's local folder
-    backoff: float = 1.0  # first wait between tries, doubling each time
+    backoff: float = BACKOFF_SECONDS  # first wait between tries, doubling each time

@@ -1,0 +1,99 @@
+"""The engine run over a second Session implementation (tests/local_session.py), with its
+collaborators passed in: no root, no server. What crosses the wire is tested against real
+Samba elsewhere; here it is the engine's own logic, and the injected clock."""
+
+from __future__ import annotations
+
+import calendar
+import os
+import time
+from pathlib import Path
+
+import pytest
+from helpers import tree_bytes
+from local_session import local_connector
+
+from backdown import engine
+from backdown.engine import Collaborators
+from backdown.profile import Profile
+from backdown.progress import Fanout
+from backdown.run_options import RunOptions
+
+NOON = calendar.timegm((2026, 11, 28, 12, 0, 0))
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> tuple[Profile, Path, Path, Clock, Collaborators]:
+    local, server = tmp_path / "local", tmp_path / "server"
+    local.mkdir()
+    profile = Profile("p", str(local), "nas", "backup", remote_folder="ann", keep_versions_days=7)
+    clock = Clock(NOON)
+    using = Collaborators(connect=local_connector(server), clock=clock)
+    return profile, local, server / "backup" / "ann", clock, using
+
+
+def _up(profile: Profile, config: Path, using: Collaborators, **options: object):
+    return engine.backup(profile, "", RunOptions(**options), Fanout(), config, using)  # type: ignore[arg-type]
+
+
+def test_backup_and_restore_run_over_any_session(rig, tmp_path: Path) -> None:
+    profile, local, share, clock, using = rig
+    (local / "docs").mkdir()
+    (local / "docs" / "a.txt").write_bytes(b"alpha")
+    (local / "b.bin").write_bytes(os.urandom(300_000))
+    report = _up(profile, tmp_path / "config", using)
+    assert report.ok and report.files_transferred == 2
+    assert tree_bytes(share) == tree_bytes(local)
+    assert _up(profile, tmp_path / "config", using).files_transferred == 0
+    target = tmp_path / "restored"
+    down = engine.restore(profile, "", RunOptions(target=str(target)), Fanout(),
+                          tmp_path / "config", using)  # fmt: skip
+    assert down.ok and tree_bytes(target) == tree_bytes(local)
+
+
+def test_versions_are_named_and_pruned_by_the_clock_given(rig, tmp_path: Path) -> None:
+    profile, local, share, clock, using = rig
+    doc = local / "doc.txt"
+    doc.write_bytes(b"version 1")
+    os.utime(doc, (NOON - 3600,) * 2)
+    _up(profile, tmp_path / "config", using)
+    doc.write_bytes(b"version 2")
+    report = _up(profile, tmp_path / "config", using)
+    assert report.files_versioned == 1
+    versions = share / ".backdown" / "versions"
+    assert os.listdir(versions) == ["20261128T120000.000Z"]  # the injected clock's time
+    assert (versions / "20261128T120000.000Z" / "doc.txt").read_bytes() == b"version 1"
+    record = (share / ".backdown" / "status").iterdir().__next__().read_text()
+    assert '"finished": "2026-11-28T12:00:00Z"' in record
+    clock.now = NOON + 8 * 86400  # past keep_versions_days = 7
+    _up(profile, tmp_path / "config", using)
+    assert os.listdir(versions) == []
+
+
+def test_mirror_moves_what_is_gone_into_versions(rig, tmp_path: Path) -> None:
+    profile, local, share, clock, using = rig
+    for name in ("keep.txt", "gone.txt", "old/inner.txt"):
+        (local / name).parent.mkdir(exist_ok=True)
+        (local / name).write_text(name)
+    _up(profile, tmp_path / "config", using)
+    (local / "gone.txt").unlink()
+    (local / "old" / "inner.txt").unlink()
+    (local / "old").rmdir()
+    clock.now += 60
+    report = _up(profile, tmp_path / "config", using, mirror=True, max_delete=100.0)
+    assert report.ok and report.files_removed == 2
+    assert tree_bytes(share) == tree_bytes(local)
+    stamp = time.strftime("%Y%m%dT%H%M%S.000Z", time.gmtime(clock.now))
+    kept = share / ".backdown" / "versions" / stamp
+    assert (kept / "gone.txt").read_text() == "gone.txt"
+    assert (kept / "old" / "inner.txt").read_text() == "old/inner.txt"
