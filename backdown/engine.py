@@ -343,15 +343,21 @@ def backup(
 def share_ignores_case(session: Session, root: str, dst: Tree, may_write: bool) -> bool:
     """Whether the share takes 'A' and 'a' for one name (Windows, most NAS, Samba's default).
 
-    Asked once per run, cheaply: by looking up an existing name of the remote folder with
-    its letters' case swapped, or else by writing a probe into .backdown/.
+    Asked once per run, cheaply: by looking up a file of the remote folder with its letters'
+    case swapped (the same file answering means the share ignores case), or else by writing
+    a probe into .backdown/.
     """
-    for rel in sorted(dst.files, key=len)[:1] + sorted(dst.dirs, key=len)[:1]:
-        stored = dst.files[rel].stored if rel in dst.files else dst.stored_dirs.get(rel)
-        path = rjoin(root, stored or rel)
+    for info in sorted(dst.files.values(), key=lambda i: len(i.path))[:3]:
+        path = rjoin(root, info.stored or info.path)
         swapped = path.swapcase()
-        if swapped != path:
-            return session.stat(swapped) is not None
+        if swapped == path or swapped.casefold() != path.casefold():
+            continue  # no letters to swap, or letters whose case does not round-trip
+        if any(swapped == rjoin(root, f.stored or f.path) for f in dst.files.values()):
+            continue  # a case-sensitive share holding both spellings: ask another file
+        found = session.stat(swapped)
+        if found is None or found.size != info.size:
+            return False
+        return abs(found.mtime - info.mtime) < 0.001
     if not may_write:
         return True  # a dry run guesses the common case
     folder = rjoin(root, META_DIR)
