@@ -54,8 +54,13 @@ def test_credits_from_interim_replies_are_counted(samba_with) -> None:
     the request's credits. Counted exactly, the balance is back at the server's window once
     nothing is in flight; dropping them (as pysmb does) leaves it short for good."""
     window = 128
-    server = samba_with(extra_global={"smb2 max credits": str(window)})
-    data = os.urandom(64 * MiB)
+    # A write that syncs takes the server long enough to answer "pending" first, even on a
+    # loaded machine (without it, interim replies come and go with the load).
+    server = samba_with(
+        extra_global={"smb2 max credits": str(window)},
+        extra_share={"strict sync": "yes", "sync always": "yes"},
+    )
+    data = os.urandom(16 * MiB)
     with _session(server) as s:
         folder = _folder(s)
         for _ in range(4):  # interim replies come with load: retry until some came
