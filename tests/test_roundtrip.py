@@ -13,7 +13,7 @@ import pytest
 from helpers import Result, add_profile, assert_same_tree, make_tree, run_cli, tree_bytes
 from samba import SambaServer
 
-from backdown import smb as smbfs
+from backdown import smb
 
 pytestmark = pytest.mark.samba
 
@@ -261,16 +261,16 @@ def test_restore_never_writes_outside_the_target_whatever_the_server_lists(
     add_profile(config, "liar", local, samba.port, remote_dir, samba.user, samba.password)
     check_ok(run_cli(["upload", "liar"], config))
     hostile = ["..", ".", "../escape.txt", "..\\escape.txt", "/etc/passwd", "a\\..\\..\\x", ""]
-    real_listdir = smbfs.SmbSession.listdir
+    real_listdir = smb.SmbSession.listdir
 
-    def lying_listdir(self: smbfs.SmbSession, path: str) -> list[smbfs.RemoteEntry]:
+    def lying_listdir(self: smb.SmbSession, path: str) -> list[smb.RemoteEntry]:
         entries = real_listdir(self, path)
         if path == remote_dir:
-            entries += [smbfs.RemoteEntry(n, False, 6, 1_600_000_000.0) for n in hostile]
-            entries.append(smbfs.RemoteEntry("..", True, 0, 1_600_000_000.0))
+            entries += [smb.RemoteEntry(n, False, 6, 1_600_000_000.0) for n in hostile]
+            entries.append(smb.RemoteEntry("..", True, 0, 1_600_000_000.0))
         return entries
 
-    monkeypatch.setattr(smbfs.SmbSession, "listdir", lying_listdir)
+    monkeypatch.setattr(smb.SmbSession, "listdir", lying_listdir)
     target.parent.mkdir()
     before = outside(tmp_path, target, config)
     result = run_cli(["download", "liar", "--to", str(target), "--json"], config)
