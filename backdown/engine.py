@@ -8,6 +8,7 @@ Each run: take the profile's lock, walk both trees, plan, check the plan (mirror
 from __future__ import annotations
 
 import os
+import posixpath
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from backdown.errors import (
 )
 from backdown.filters import PathFilter, build_filter
 from backdown.manifest import (
+    MANIFEST,
     Checksum,
     load_manifest,
     prune_versions,
@@ -301,7 +303,7 @@ def backup(
             dst = walk_remote(session, root, path_filter) or Tree()
         ignore_case = share_ignores_case(session, root, dst, may_write=not options.dry_run)
         renamed = match_case(src, dst) if ignore_case else []
-        stored = store_paths([*src.files, *src.dirs], ignore_case)
+        stored = store_paths([*src.files, *src.dirs], ignore_case, *_on_share(dst))
         if options.checksum:
             manifest = load_manifest(session, root)
             _attach_checksums(src, dst, manifest, src, local_root, options.modify_window)
@@ -340,21 +342,34 @@ def backup(
     return report
 
 
+def _on_share(dst: Tree) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """Where each path the share holds is stored, and the case-folded stored names in each
+    of its folders (for share_names.store_paths)."""
+    on_share = {path: info.stored or path for path, info in dst.files.items()}
+    on_share.update({d: dst.stored_dirs.get(d, d) for d in dst.dirs})
+    occupied: dict[str, set[str]] = {}
+    for path, stored in on_share.items():
+        occupied.setdefault(posixpath.dirname(path), set()).add(
+            posixpath.basename(stored).casefold()
+        )
+    return on_share, occupied
+
+
 def share_ignores_case(session: Session, root: str, dst: Tree, may_write: bool) -> bool:
     """Whether the share takes 'A' and 'a' for one name (Windows, most NAS, Samba's default).
 
-    Asked once per run, cheaply: by looking up a file of the remote folder with its letters'
-    case swapped (the same file answering means the share ignores case), or else by writing
-    a probe into .backdown/.
+    Asked once per run, cheaply: by looking up a file of the remote folder under its name
+    with the case of its ASCII letters swapped (the same file answering means the share
+    ignores case), or else by writing a probe into .backdown/. Only ASCII letters are
+    swapped: 'ß' and its like have no single-letter other case.
     """
     for info in sorted(dst.files.values(), key=lambda i: len(i.path))[:3]:
-        path = rjoin(root, info.stored or info.path)
-        swapped = path.swapcase()
-        if swapped == path or swapped.casefold() != path.casefold():
-            continue  # no letters to swap, or letters whose case does not round-trip
-        if any(swapped == rjoin(root, f.stored or f.path) for f in dst.files.values()):
-            continue  # a case-sensitive share holding both spellings: ask another file
-        found = session.stat(swapped)
+        stored = info.stored or info.path
+        folder, name = posixpath.split(stored)
+        swapped = "".join(c.swapcase() if c.isascii() else c for c in name)
+        if swapped == name or posixpath.join(folder, swapped) in _stored_files(dst):
+            continue  # no letter to swap, or a share that holds both spellings
+        found = session.stat(rjoin(root, folder, swapped))
         if found is None or found.size != info.size:
             return False
         return abs(found.mtime - info.mtime) < 0.001
@@ -363,14 +378,18 @@ def share_ignores_case(session: Session, root: str, dst: Tree, may_write: bool) 
     folder = rjoin(root, META_DIR)
     try:
         session.makedirs(folder)
-        probe = rjoin(folder, f"case-probe-{os.getpid()}-x")
-        session.write_file(probe, _Empty())
+        probe = f"case-probe-{os.getpid()}-x"
+        session.write_file(rjoin(folder, probe), _Empty())
         try:
-            return session.stat(probe.upper()) is not None
+            return session.stat(rjoin(folder, probe.upper())) is not None
         finally:
-            session.remove(probe)
+            session.remove(rjoin(folder, probe))
     except RemoteAccessDenied:
         return True  # read-only: the backup fails at its own write probe, with its message
+
+
+def _stored_files(dst: Tree) -> set[str]:
+    return {info.stored or info.path for info in dst.files.values()}
 
 
 def _upload(
@@ -400,8 +419,11 @@ def _upload(
             ) from None
         _probe_writable(session, root, profile)
     folders_renamed, rename_failures = rename_folders(session, uploader, dst, renamed)
+    not_renamed = tuple(f.path for f in rename_failures)  # folders, with their '/'
     files_renamed = 0
     for item in plan.by_action(Action.UNCHANGED):
+        if item.path.startswith(not_renamed):
+            continue  # its folder kept its old name: so does the file, until the next run
         if item.path in renamed or item.dst and item.dst.stored:
             try:
                 files_renamed += uploader.rename_to_local_case(session, item)
@@ -436,11 +458,17 @@ def _upload(
         for path in list(uploader.checksums):
             if path not in src.files:
                 del uploader.checksums[path]
-        save_manifest(session, root, uploader.checksums)
+        try:
+            save_manifest(session, root, uploader.checksums)
+        except RemoteFileError as exc:  # the files are safe; --checksum re-hashes next time
+            failures.append(Failure(f"{META_DIR}/{MANIFEST}", str(exc)))
     report.files_versioned = uploader.versioned
     report.files_failed = failures
     if not failures:
-        prune_versions(session, root, profile.keep_versions_days, run.using.clock())
+        try:
+            prune_versions(session, root, profile.keep_versions_days, run.using.clock())
+        except RemoteFileError as exc:  # old versions stay; the backup itself is done
+            report.notes.append(f"could not remove old versions ({exc})")
     # Every run is recorded, no-op runs too, so an office-wide "who is overdue" report sees them.
     _record_status(session, profile, report, run.using.clock())
 

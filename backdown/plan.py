@@ -144,7 +144,7 @@ def match_case(src: Tree, dst: Tree) -> list[str]:
         candidates = by_fold.get(old.casefold(), [])
         if len(candidates) != 1:
             continue  # nothing like it here, or ambiguous: planned as extra and new
-        new = candidates[0]
+        new = candidates.pop()  # one remote entry per local path, never two
         if old in dst.files and new in src.files:
             info = dst.files.pop(old)
             dst.files[new] = replace(info, path=new, stored=info.stored or old)

@@ -342,6 +342,12 @@ def tighten_private_dir(path: Path) -> None:
     mode = stat.S_IMODE(info.st_mode)
     if not stat.S_ISDIR(info.st_mode) or not mode & 0o077:
         return
+    if mode & stat.S_ISVTX or info.st_uid != os.geteuid():
+        # A shared folder such as /tmp (sticky bit), or someone else's: never change it.
+        raise ConfigError(
+            f"the config folder {path} is shared with other users (mode {mode:04o}); choose "
+            "a folder of your own with --config-dir (BackDown keeps passwords there)"
+        )
     try:
         os.chmod(path, 0o700)
     except OSError as err:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 ESCAPE = "\u201b"  # ‛
 CASE_MARK = "\u2038"  # ‸
@@ -142,33 +142,58 @@ def case_marked(name: str) -> str:
     return f"{stem}{CASE_MARK}{mask:x}{stored[len(stem) :]}"
 
 
-def store_paths(paths: Iterable[str], ignore_case: bool) -> dict[str, str]:
+def store_paths(
+    paths: Iterable[str],
+    ignore_case: bool,
+    on_share: Mapping[str, str] | None = None,
+    occupied: Mapping[str, set[str]] | None = None,
+) -> dict[str, str]:
     """The stored path of every local path (files and folders alike, '/'-separated).
 
-    On a share that ignores case, names in one folder that differ only in case get
-    case_marked names, all but the first; everything else is encode()d name by name.
+    `on_share` gives the stored path of each local path the share already holds (exactly,
+    or renamed locally only in case); `occupied` the case-folded stored names in each
+    folder of the share. A name keeps the stored name it has, so nothing already backed up
+    moves because a new name appeared beside it; a change of case only takes the new
+    spelling; a new name gets its plain stored name unless, on a share that ignores case,
+    that is taken, and then a case_marked one.
     """
-    paths = sorted(set(paths))
-    names: dict[str, str] = {}  # local path -> stored name of its last part
-    if ignore_case:
-        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for path in paths:
-            folder, name = posixpath.split(path)
-            groups[(folder, encode(name).casefold())].append(path)
-        for members in groups.values():
-            for n, path in enumerate(members):  # sorted: the first keeps its name
-                name = posixpath.basename(path)
-                names[path] = case_marked(name) if n else encode(name)
-    else:
-        names = {p: encode(posixpath.basename(p)) for p in paths}
-    stored: dict[str, str] = {}
-    for path in paths:  # sorted, so a folder comes before what is in it
+    on_share = on_share or {}
+    occupied = occupied or {}
+    folders: dict[str, list[str]] = defaultdict(list)
+    for path in sorted(set(paths)):
+        folders[posixpath.dirname(path)].append(path)
+    names: dict[str, str] = {}
+    for folder, members in folders.items():
+        taken = set(occupied.get(folder, ()))
+        new: list[str] = []
+        for path in members:
+            name = posixpath.basename(path)
+            current = on_share.get(path)
+            if current is None:
+                new.append(path)
+                continue
+            stored = posixpath.basename(current)
+            if decode(stored) == name:
+                names[path] = stored  # as it is: nothing already backed up moves
+            elif encode(name).casefold() == stored.casefold():
+                names[path] = encode(name)  # renamed only in case: the same slot
+            else:
+                new.append(path)
+        for path in new:
+            name = posixpath.basename(path)
+            chosen = encode(name)
+            if ignore_case and chosen.casefold() in taken:  # members are sorted: first wins
+                chosen = case_marked(name)
+            taken.add(chosen.casefold())
+            names[path] = chosen
+    stored_paths: dict[str, str] = {}
+    for path in sorted(names):  # sorted, so a folder comes before what is in it
         folder = posixpath.dirname(path)
-        prefix = stored.get(folder) if folder else ""
+        prefix = stored_paths.get(folder) if folder else ""
         if prefix is None:
             prefix = "/".join(encode(p) for p in folder.split("/"))
-        stored[path] = f"{prefix}/{names[path]}" if prefix else names[path]
-    return stored
+        stored_paths[path] = f"{prefix}/{names[path]}" if prefix else names[path]
+    return stored_paths
 
 
 def decode_path(stored: str) -> str:

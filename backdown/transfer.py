@@ -2,8 +2,9 @@
 
 Errors are classified the rclone way:
 - ConnectError (dropped connection, timeout): reconnect and retry the file, with backoff;
-  but a server that stops answering is declared dead once: if reconnecting after that also
-  meets silence (NoAnswer), the run stops (exit 3) instead of waiting out every file;
+  if every retry of one file fails so, the connection is gone for all of them and the run
+  stops (exit 3) instead of waiting out every file; a server that stops answering is
+  declared dead sooner: if reconnecting after that also meets silence (NoAnswer);
 - RemoteFileError / LocalFileError (this file only): record it and go on;
 - anything else BackDown raises (AuthError, ShareError): fatal, stop the run.
 
@@ -201,8 +202,12 @@ class WorkerPool(Generic[T]):
                     raise  # silent, and silent again on reconnecting: the link is dead
                 silent = isinstance(exc, NoAnswer)
                 if attempt >= self.retries:
-                    self._fail(name(job), f"{exc} (gave up after {attempt + 1} tries)")
-                    return None
+                    # A connection that stays lost for every retry of one file is lost for
+                    # all of them: stop the run (exit 3) rather than wait out each file.
+                    raise type(exc)(
+                        f"{exc} (gave up on '{name(job)}' after {attempt + 1} tries); run "
+                        "again to resume"
+                    ) from None
                 wait = self.backoff * (2**attempt)
                 self.subscriber.on_notice(f"{name(job)}: {exc}; retrying in {wait:g} s")
                 attempt += 1

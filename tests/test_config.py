@@ -183,6 +183,19 @@ def test_config_dir_that_cannot_be_tightened_is_refused(
     assert stat.S_IMODE(config_dir.stat().st_mode) == 0o777
 
 
+@posix_only
+def test_a_shared_folder_like_tmp_is_never_changed(tmp_path: Path) -> None:
+    """`--config-dir /tmp` by mistake, as root, must not make /tmp private."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    result = run_cli(["profile", "list"], shared)
+    assert result.code == 2, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and str(shared) in lines[0] and "--config-dir" in lines[0]
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+
+
 def test_saves_leave_no_temporary_files(tmp_path: Path) -> None:
     store = ProfileStore(tmp_path)
     for number in range(1, 4):

@@ -169,3 +169,72 @@ def test_two_computers_on_one_folder_never_disturb_each_other(
     [kept] = list((share / ".backdown" / "versions").rglob("big.bin"))
     assert kept.read_bytes() == big_old
     assert not list(share.glob(".~bd.*.part"))
+
+
+def _round(config: Path, target: Path, *args: str) -> dict:
+    """Upload (with args), check a second upload sends nothing, restore into target."""
+    up = _json(["upload", "p", *args], config)
+    again = _json(["upload", "p", *args], config)
+    assert again["files_transferred"] == 0 and again["files_versioned"] == 0, again
+    assert not again["files_failed"], again
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    _json(["download", "p", "--to", str(target)], config)
+    return up
+
+
+@pytest.mark.parametrize("same_size_and_time", [False, True])
+def test_a_twin_appearing_beside_a_backed_up_name_never_replaces_it(
+    share, tmp_path: Path, same_size_and_time: bool
+) -> None:
+    server, remote, local, config = share
+    _make(local, {"a.txt": b"lower", "docs/x": b"docs x"})
+    _json(["upload", "p"], config)
+    _make(local, {"A.txt": b"UPPER" if same_size_and_time else b"UPPER CONTENT!",
+                  "Docs/x": b"Docs x", "Docs/y": b"Docs y"})  # fmt: skip
+    if same_size_and_time:
+        os.utime(local / "A.txt", ((local / "a.txt").stat().st_mtime,) * 2)
+    up = _round(config, tmp_path / "r")
+    assert up["files_versioned"] == 0 and not up["files_failed"], up
+    assert _files(tmp_path / "r") == _files(local)
+
+
+def test_removing_or_renaming_one_of_a_folder_pair_keeps_the_other(share, tmp_path: Path) -> None:
+    server, remote, local, config = share
+    _make(local, {"A/f1": b"one", "a/f2": b"two", "Dir/x": b"x", "dir/y": b"y"})
+    _json(["upload", "p", "--mirror"], config)
+    import shutil
+
+    shutil.rmtree(local / "A")
+    os.rename(local / "dir", local / "DIR")
+    _round(config, tmp_path / "r", "--mirror")
+    assert _files(tmp_path / "r") == {"a/f2": b"two", "Dir/x": b"x", "DIR/y": b"y"}
+    disk = _files(server.share_path("backup") / remote)
+    assert sorted(disk.values()) == [b"two", b"x", b"y"]
+
+
+def test_deleting_the_plain_one_of_a_pair_converges(share, tmp_path: Path) -> None:
+    server, remote, local, config = share
+    _make(local, {"A.txt": b"upper", "a.txt": b"lower"})
+    _json(["upload", "p", "--mirror"], config)
+    (local / "A.txt").unlink()
+    up = _round(config, tmp_path / "r", "--mirror")
+    assert up["files_removed"] == 1 and not up["files_failed"], up
+    assert _files(tmp_path / "r") == {"a.txt": b"lower"}
+
+
+def test_case_detection_is_not_fooled_by_letters_without_a_simple_other_case(
+    samba_with: ServerFactory, remote_dir_in: DirMaker, tmp_path: Path
+) -> None:
+    server = samba_with(extra_share={"case sensitive": "no"})
+    remote = remote_dir_in(server) + "/Maße"
+    (server.share_path("backup") / remote).mkdir()
+    server.chown(server.share_path("backup") / remote)
+    local, config = tmp_path / "local", tmp_path / "config"
+    _make(local, {"ß": b"eszett", "A.txt": b"upper", "a.txt": b"lower"})
+    add_profile(config, "p", local, server.port, remote, server.user, server.password)
+    _json(["upload", "p"], config)  # the plain run: detection from the folder's own files
+    _round(config, tmp_path / "r")
+    assert _files(tmp_path / "r") == _files(local)

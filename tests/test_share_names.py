@@ -95,3 +95,20 @@ def test_three_spellings_of_one_name_stay_apart() -> None:
     stored = store_paths(paths, ignore_case=True)
     assert len({s.casefold() for s in stored.values()}) == 4
     assert all(decode(stored[p]) == p for p in paths)
+
+
+def test_what_the_share_holds_keeps_its_name_when_a_twin_appears() -> None:
+    """a.txt was backed up alone; then A.txt (sorting first) appears. a.txt must not move,
+    A.txt takes a case-marked name (a change of case alone takes the new spelling)."""
+    on_share = {"a.txt": "a.txt", "docs": "docs", "docs/x": "docs/x", "Dir": "dir"}
+    occupied = {"": {"a.txt", "docs", "dir"}, "docs": {"x"}}
+    paths = ["a.txt", "A.txt", "docs", "docs/x", "Docs", "Docs/y", "Dir"]
+    stored = store_paths(paths, ignore_case=True, on_share=on_share, occupied=occupied)
+    assert stored["a.txt"] == "a.txt" and stored["docs/x"] == "docs/x"
+    assert stored["A.txt"] == f"A{CASE_MARK}1.txt"
+    assert stored["Docs"] == f"Docs{CASE_MARK}1" and stored["Docs/y"] == f"Docs{CASE_MARK}1/y"
+    assert stored["Dir"] == "Dir"  # 'dir' on the share, renamed locally only in case
+    assert len({s.casefold() for s in stored.values()}) == len(paths)
+    # A case-marked name on the share stays, whatever comes and goes beside it.
+    kept = store_paths(["a.txt"], True, {"a.txt": f"a{CASE_MARK}0.txt"}, {"": {"a‸0.txt"}})
+    assert kept == {"a.txt": f"a{CASE_MARK}0.txt"}
