@@ -30,6 +30,8 @@ from backdown.manifest import (
     MANIFEST,
     Checksum,
     load_manifest,
+    mark_names_encoded,
+    names_encoded,
     prune_versions,
     save_manifest,
     save_status,
@@ -300,7 +302,8 @@ def backup(
         src = walk_local(local_root, path_filter)
         session = run.sessions.get()
         with _folder_access(profile):
-            dst = walk_remote(session, root, path_filter) or Tree()
+            encoded = names_encoded(session, root)
+            dst = walk_remote(session, root, path_filter, encoded is not False) or Tree()
         ignore_case = share_ignores_case(session, root, dst, may_write=not options.dry_run)
         renamed = match_case(src, dst) if ignore_case else []
         stored = store_paths([*src.files, *src.dirs], ignore_case, *_on_share(dst))
@@ -338,7 +341,7 @@ def backup(
             checksum=options.checksum,
             checksums=dict(manifest),
         )
-        _upload(run, uploader, plan, src, dst, mirror, renamed)
+        _upload(run, uploader, plan, src, dst, mirror, renamed, encoded)
     return report
 
 
@@ -400,6 +403,7 @@ def _upload(
     dst: Tree,
     mirror: bool,
     renamed: list[str],
+    encoded: bool | None,
 ) -> None:
     profile, report, root = run.profile, run.report, run.profile.remote_folder
     has_work = bool(
@@ -418,17 +422,18 @@ def _upload(
                 "needs write access (ask the share's administrator, or restore only)"
             ) from None
         _probe_writable(session, root, profile)
-    folders_renamed, rename_failures = rename_folders(session, uploader, dst, renamed)
+    folders_renamed, rename_failures = rename_folders(session, uploader, dst, src.dirs)
     not_renamed = tuple(f.path for f in rename_failures)  # folders, with their '/'
     files_renamed = 0
     for item in plan.by_action(Action.UNCHANGED):
         if item.path.startswith(not_renamed):
             continue  # its folder kept its old name: so does the file, until the next run
-        if item.path in renamed or item.dst and item.dst.stored:
-            try:
-                files_renamed += uploader.rename_to_local_case(session, item)
-            except RemoteFileError as exc:
-                rename_failures.append(Failure(item.path, str(exc)))
+        try:
+            files_renamed += uploader.rename_to_wanted(session, item)
+        except RemoteFileError as exc:
+            rename_failures.append(Failure(item.path, str(exc)))
+    if encoded is not True and not rename_failures:
+        mark_names_encoded(session, root)  # every name is now stored the new way
     if folders_renamed or files_renamed:
         report.notes.append(
             f"renamed {folders_renamed + files_renamed} files and folders on the share to "
@@ -549,7 +554,7 @@ def restore(
     with run.locked(config_dir):
         session = run.sessions.get()
         with _folder_access(profile):
-            src = walk_remote(session, root, path_filter)
+            src = walk_remote(session, root, path_filter, names_encoded(session, root) is not False)
         if src is None:
             raise ShareError(
                 f"folder '{root}' not found on share '{profile.share}'; check the profile's "

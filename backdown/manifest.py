@@ -18,6 +18,9 @@ from backdown.paths import META_DIR, rjoin
 from backdown.smb import RemoteFileError, RemoteNotFound, Session
 
 MANIFEST = "manifest.json"
+# Present when every name in the remote folder is stored the share_names way; a folder with
+# .backdown/ but without it was written by BackDown 0.1.0, which stored names as they were.
+NAMES_MARK = "names-encoded"
 FORMAT = 1
 VERSIONS = "versions"
 STATUS = "status"
@@ -70,6 +73,19 @@ def write_json(session: Session, path: str, data: Any) -> None:
     temp = path + ".new"
     session.write_file(temp, io.BytesIO(json.dumps(data, indent=1).encode("utf-8")))
     session.rename(temp, path, replace=True)
+
+
+def names_encoded(session: Session, root: str) -> bool | None:
+    """True: names are stored the share_names way; False: as they were (BackDown 0.1.0);
+    None: a folder BackDown has not written to yet."""
+    if session.stat(rjoin(root, META_DIR, NAMES_MARK)) is not None:
+        return True
+    return False if session.stat(rjoin(root, META_DIR)) is not None else None
+
+
+def mark_names_encoded(session: Session, root: str) -> None:
+    session.makedirs(rjoin(root, META_DIR))
+    session.write_file(rjoin(root, META_DIR, NAMES_MARK), io.BytesIO(b""))
 
 
 def load_manifest(session: Session, root: str) -> dict[str, Checksum]:

@@ -163,9 +163,10 @@ class Uploader:
             with self._lock:
                 self.checksums[src.path] = Checksum(src.size, src.mtime, sha)
 
-    def rename_to_local_case(self, session: Session, item: Item) -> bool:
-        """An unchanged file whose name on the share differs from the wanted one (its case
-        changed locally): rename it. Returns whether a rename was needed."""
+    def rename_to_wanted(self, session: Session, item: Item) -> bool:
+        """An unchanged file stored under another name than wanted (its case changed
+        locally, or BackDown 0.1.0 stored it as it was): rename it. Returns whether a
+        rename was needed."""
         assert item.dst is not None
         current, wanted = self.current(item.dst), self.remote(item.path)
         if current == wanted:
@@ -310,11 +311,12 @@ def create_folders(session: Session, uploader: Uploader, plan: Plan) -> tuple[in
 
 
 def rename_folders(
-    session: Session, uploader: Uploader, dst: Tree, renamed: list[str]
+    session: Session, uploader: Uploader, dst: Tree, local_dirs: set[str]
 ) -> tuple[int, list[Failure]]:
-    """Rename folders whose name changed only in case locally, parents first."""
+    """Rename folders stored under another name than wanted (the case changed locally, or
+    a name BackDown 0.1.0 stored as it was), parents first."""
     count, failures = 0, []
-    for rel in sorted((p for p in renamed if p in dst.dirs), key=lambda p: (p.count("/"), p)):
+    for rel in sorted(dst.dirs & local_dirs, key=lambda p: (p.count("/"), p)):
         info = FileInfo(rel, 0, 0.0, stored=dst.stored_dirs.get(rel, rel))
         current, wanted = uploader.current(info), uploader.remote(rel)
         if current == wanted:

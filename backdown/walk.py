@@ -78,11 +78,14 @@ def walk_local(root: str, path_filter: PathFilter) -> Tree:
     return tree
 
 
-def walk_remote(session: Session, root: str, path_filter: PathFilter) -> Tree | None:
+def walk_remote(
+    session: Session, root: str, path_filter: PathFilter, decode_names: bool = True
+) -> Tree | None:
     """The files and folders under a remote folder, or None if the folder does not exist.
 
-    Names are decoded from the way the share stores them (share_names); each entry stored
-    under another name than its path records that name.
+    Names are decoded from the way the share stores them (share_names; not in a folder
+    BackDown 0.1.0 wrote, which stored them as they were); each entry stored under another
+    name than its path records that name.
     """
     tree = Tree()
     if root and session.stat(root) is None:
@@ -97,7 +100,7 @@ def walk_remote(session: Session, root: str, path_filter: PathFilter) -> Tree | 
             continue
         for entry in sorted(entries, key=lambda e: e.name):
             # A name on the wire never holds a separator; one that does is a lying server's.
-            name = decode(entry.name)
+            name = decode(entry.name) if decode_names else entry.name
             why = unsafe_name(entry.name, _SMB_SEPARATORS) or unsafe_name(name)
             if why:
                 shown = f"{rel_dir}/{entry.name!r}" if rel_dir else repr(entry.name)

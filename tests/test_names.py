@@ -240,3 +240,29 @@ def test_case_detection_is_not_fooled_by_letters_without_a_simple_other_case(
     add_profile(config, "p", local, server.port, remote, server.user, server.password)
     _round(config, tmp_path / "r")
     assert _files(tmp_path / "r") == _files(local)
+
+
+def test_a_folder_written_by_backdown_0_1_0_keeps_its_names(
+    samba: SambaServer, remote_dir: str, tmp_path: Path
+) -> None:
+    """0.1.0 stored names as they were: full-width punctuation (normal in Japanese and
+    Chinese names), '．', '‸' mean themselves there. They restore as they are, and the
+    first upload moves them to the new way of storing, sending nothing."""
+    names = ["議事録：2024.txt", "Ｑ＆Ａ？.txt", "memo．", "draft‸1.txt", "plain.txt"]
+    files = {name: name.encode() for name in names}
+    files["sub＊/x.txt"] = b"in a folder"
+    local, config = tmp_path / "local", tmp_path / "config"
+    _make(local, files)
+    for rel, data in files.items():  # as 0.1.0 left them: same names, bytes and times
+        placed = samba.put_file("backup", f"{remote_dir}/{rel}", data)
+        os.utime(placed, ((local / rel).stat().st_atime, (local / rel).stat().st_mtime))
+    samba.put_file("backup", f"{remote_dir}/.backdown/status/PC.p.json", b"{}")
+    add_profile(config, "p", local, samba.port, remote_dir, samba.user, samba.password)
+    _json(["download", "p", "--to", str(tmp_path / "before")], config)
+    assert _files(tmp_path / "before") == files
+    up = _json(["upload", "p"], config)
+    assert up["files_transferred"] == 0 and up["files_versioned"] == 0, up
+    _round(config, tmp_path / "after")
+    assert _files(tmp_path / "after") == files
+    disk = samba.share_path("backup") / remote_dir
+    assert (disk / "議事録‛：2024.txt").is_file() and (disk / "plain.txt").is_file()
