@@ -220,3 +220,39 @@ def test_a_local_read_error_mid_file_leaves_the_session_usable(
 def test_the_share_root_can_be_probed_without_a_listing(session: SmbSession) -> None:
     root = session.stat("")
     assert root is not None and root.is_dir
+
+
+def test_a_file_in_the_way_of_a_folder_is_named_as_such(
+    samba: SambaServer, session: SmbSession, remote_dir: str
+) -> None:
+    samba.put_file("backup", f"{remote_dir}/x", b"a file")
+    with pytest.raises(RemoteExists, match="a file of that name is in the way"):
+        session.makedirs(f"{remote_dir}/x/y")
+    session.makedirs(f"{remote_dir}/z/y")  # and existing folders on the way are fine
+    session.makedirs(f"{remote_dir}/z/y")
+
+
+class _FailingWriter:
+    """A local disk that fills up after `room` bytes."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.room:
+            raise LocalFileError("cannot write local file: No space left on device")
+        self.room -= len(data)
+        return len(data)
+
+
+def test_a_local_write_error_mid_download_leaves_the_session_in_step(
+    samba: SambaServer, session: SmbSession, remote_dir: str
+) -> None:
+    data = os.urandom(4 << 20)
+    samba.put_file("backup", f"{remote_dir}/big", data)
+    with pytest.raises(LocalFileError):
+        session.get_file(f"{remote_dir}/big", _FailingWriter(300_000), 0, len(data))
+    assert not session.closed and session.wire.in_flight == 0
+    out = io.BytesIO()
+    session.get_file(f"{remote_dir}/big", out, 0, len(data))  # the next request still works
+    assert out.getvalue() == data

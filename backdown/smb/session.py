@@ -411,7 +411,11 @@ class SmbSession:
             arrived[at] = reply.payload.data
             while position in arrived:
                 data = arrived.pop(position)
-                fileobj.write(data)
+                try:
+                    fileobj.write(data)
+                except LocalFileError:
+                    wire.wait(list(in_flight))  # stay in step: collect what is in flight
+                    raise
                 position += len(data)
         if error is None and position == end:
             return position - offset
@@ -614,6 +618,11 @@ class SmbSession:
             try:
                 self.mkdir(sub)
             except RemoteExists:
+                entry = self.stat(sub)
+                if entry is not None and not entry.is_dir:
+                    raise RemoteExists(
+                        f"creating folder '{sub}': a file of that name is in the way"
+                    ) from None
                 continue
             except RemoteFileError:
                 entry = self.stat(sub)
