@@ -20,6 +20,10 @@ TEMP_SUFFIX = ".part"
 # A temporary of another computer's (or an older BackDown's) that has not been written to
 # for this long is abandoned, and removed.
 ABANDONED_SECONDS = 24 * 3600
+# This profile's own temporaries that no copy continues are removed once this old: a run of
+# the same profile cannot be under way here (the profile's lock), but one of a computer
+# with the same name may be.
+ABANDONED_OWN_SECONDS = 3600
 
 
 class Versioned(Protocol):

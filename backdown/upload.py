@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from backdown.manifest import VERSIONS, Checksum
 from backdown.paths import (
+    ABANDONED_OWN_SECONDS,
     ABANDONED_SECONDS,
     META_DIR,
     TEMP_PREFIX,
@@ -358,14 +359,16 @@ def remove_extras(
 def remove_stale_partials(
     session: Session, uploader: Uploader, dst: Tree, keep: set[str], now: float
 ) -> None:
-    """Delete temporaries no planned copy will continue: this profile's own (left by changed
-    or deleted files), and anyone's not written to for ABANDONED_SECONDS. Another
-    computer's upload in progress is never touched."""
+    """Delete temporaries no planned copy will continue and no one is writing: this
+    profile's own (left by changed or deleted files) not written to for
+    ABANDONED_OWN_SECONDS, anyone's for ABANDONED_SECONDS. Another computer's upload in
+    progress is never touched."""
     for rel in dst.partials:
         if rel in keep:
             continue
         ours = temp_owner(rel) == uploader.owner
-        if not ours and now - dst.partial_times.get(rel, now) < ABANDONED_SECONDS:
+        idle = now - dst.partial_times.get(rel, now)
+        if idle < (ABANDONED_OWN_SECONDS if ours else ABANDONED_SECONDS):
             continue
         folder = posixpath.dirname(rel)
         stored = dst.stored_dirs.get(folder, folder) if folder else ""

@@ -215,6 +215,10 @@ def test_stale_upload_temporaries_are_removed(
     older = _plant(share, ".~bd.0123456789abcdef.part", b"an older BackDown's", samba)
     for path in (dead, older):
         os.utime(path, (time.time() - 2 * 86400,) * 2)
+    for path in (stale, gone):  # ours, from a run killed two hours ago
+        os.utime(path, (time.time() - 2 * 3600,) * 2)
+    # Ours by name, but written a minute ago: a computer with the same name is at it.
+    recent = _plant(share, temp_name("y", FileInfo("y", 5, 1.0)), b"busy", samba)
 
     data = run_json(["upload", "p"], config)
 
@@ -224,8 +228,10 @@ def test_stale_upload_temporaries_are_removed(
     assert not stale.exists() and not live.exists() and not gone.exists()
     assert not dead.exists() and not older.exists()
     assert theirs.read_bytes() == b"live", "another computer's upload was disturbed"
-    assert partials(share) == [theirs]
+    assert recent.read_bytes() == b"busy", "an upload in progress was disturbed"
+    assert partials(share) == sorted([theirs, recent])
     theirs.unlink()
+    recent.unlink()
     assert tree_bytes(share) == tree_bytes(local)
 
 
