@@ -1,11 +1,11 @@
 """Carry out an upload (backup) plan on the share.
 
-Each file goes to a temporary name in its folder and is then put in place. pysmb cannot
-rename over an existing file, so an existing target is first moved into the versions area
-(.backdown/versions/<UTC time>/<path>) and only then the new file renamed in: at no moment is
-the old content gone. A temporary's name encodes the local file's size and time, so a later
-run continues it only if the local file is unchanged since, and only from a point below
-which the temporary is known to hold the source's bytes (see _resume_offset).
+Each file goes to a temporary name in its folder and is put in place once every byte of it
+is acknowledged. An existing target is moved into the versions area
+(.backdown/versions/<UTC time>/<path>) and the new file renamed in, in one round trip: at no
+moment is the old content gone. A temporary's name encodes the local file's size and time,
+so a later run continues it only if the local file is unchanged since, and only from a
+point below which the temporary is known to hold the source's bytes (see _resume_offset).
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ class Uploader:
         target = self.remote(src.path)
         offset = self._resume_offset(session, temp_rel, temp, src, attempt)
         self.subscriber.on_file_start(src.path, src.size)
-        # A new file is renamed into place in the same exchange as its last write; an
-        # existing one must first be moved into the versions area.
+        # A new file is renamed into place by put_file itself, as soon as every byte is
+        # acknowledged; an existing one is first moved into the versions area.
         direct = item.action is Action.NEW
         try:
             sha, placed = self._send(session, source, temp, src, offset,
