@@ -14,7 +14,14 @@ import threading
 from dataclasses import dataclass, field
 
 from backdown.errors import BackdownError
-from backdown.paths import REPLACED_DIR, local_path, rjoin, temp_name
+from backdown.paths import (
+    ABANDONED_SECONDS,
+    REPLACED_DIR,
+    local_path,
+    rjoin,
+    temp_name,
+    temp_owner,
+)
 from backdown.plan import Action, Item, Plan
 from backdown.progress import Subscriber
 from backdown.report import Failure
@@ -138,10 +145,18 @@ def create_local_folders(downloader: Downloader, plan: Plan) -> tuple[int, list[
     return created, failures
 
 
-def remove_stale_partials(target_root: str, partials: dict[str, int], keep: set[str]) -> None:
+def remove_stale_partials(
+    target_root: str, partials: dict[str, int], keep: set[str], owner: str, now: float
+) -> None:
+    """Delete local temporaries no planned copy continues: this profile's own, and any
+    other's left alone for ABANDONED_SECONDS (another profile may be restoring here)."""
     for rel in partials:
-        if rel not in keep:
-            try:
-                os.remove(local_path(target_root, rel))
-            except OSError:
-                pass
+        if rel in keep:
+            continue
+        path = local_path(target_root, rel)
+        try:
+            if temp_owner(rel) != owner and now - os.path.getmtime(path) < ABANDONED_SECONDS:
+                continue
+            os.remove(path)
+        except OSError:
+            pass

@@ -592,7 +592,7 @@ def _download(run: _Run, plan: Plan, src: Tree, dst: Tree, target: str) -> None:
     run.report.folders_created = created
     copies, failures = _copy_all(run, meter, plan, folder_failures, downloader.download, src)
     keep = {temp_name(i.path, i.src, run.owner) for i in copies if i.src}
-    remove_local_partials(target, dst.partials, keep)
+    remove_local_partials(target, dst.partials, keep, run.owner, run.using.clock())
     run.report.files_versioned = downloader.set_aside_count
     run.report.resumed_files = downloader.resumed
     run.report.files_failed = failures

@@ -253,11 +253,16 @@ def test_stale_download_temporaries_are_removed(
     doc.write_bytes(b"B" * 6000)
     run_json(["upload", "p"], config)
 
+    # Another profile's restore into the same folder is under way.
+    theirs = _plant(target, temp_name("x", FileInfo("x", 9, 1.0), "0thercmp"), b"live")
+
     data = run_json(["download", "p", "--to", str(target)], config)
 
     assert data["resumed_files"] == 0
     assert data["bytes_transferred"] == 6000
     assert not stale.exists()
+    assert theirs.read_bytes() == b"live", "another restore in progress was disturbed"
+    theirs.unlink()
     assert not partials(target)
     assert (target / "doc.txt").read_bytes() == b"B" * 6000
 
