@@ -52,7 +52,7 @@ from backdown.profile import Profile
 from backdown.progress import Subscriber
 from backdown.report import Failure, RunReport
 from backdown.run_options import RunOptions
-from backdown.share_names import store_paths
+from backdown.share_names import decode, store_paths
 from backdown.smb import (
     Connector,
     Endpoint,
@@ -350,7 +350,7 @@ def _on_share(dst: Tree) -> tuple[dict[str, str], dict[str, set[str]]]:
     of its folders (for share_names.store_paths)."""
     on_share = {path: info.stored or path for path, info in dst.files.items()}
     on_share.update({d: dst.stored_dirs.get(d, d) for d in dst.dirs})
-    occupied: dict[str, set[str]] = {}
+    occupied: dict[str, set[str]] = {folder: set(names) for folder, names in dst.hidden.items()}
     for path, stored in on_share.items():
         occupied.setdefault(posixpath.dirname(path), set()).add(
             posixpath.basename(stored).casefold()
@@ -389,6 +389,14 @@ def share_ignores_case(session: Session, root: str, dst: Tree, may_write: bool) 
             session.remove(rjoin(folder, probe))
     except RemoteAccessDenied:
         return True  # read-only: the backup fails at its own write probe, with its message
+
+
+def _stored_as_they_were(src: Tree, dst: Tree) -> bool:
+    """Whether the share keeps a name that is not here any more (copy mode) and that the
+    new way of storing would read as another name: then the folder must stay read as it
+    is stored."""
+    gone = (set(dst.files) | dst.dirs) - (set(src.files) | src.dirs)
+    return any(decode(posixpath.basename(p)) != posixpath.basename(p) for p in gone)
 
 
 def _stored_files(dst: Tree) -> set[str]:
@@ -432,7 +440,7 @@ def _upload(
             files_renamed += uploader.rename_to_wanted(session, item)
         except RemoteFileError as exc:
             rename_failures.append(Failure(item.path, str(exc)))
-    if encoded is not True and not rename_failures:
+    if encoded is not True and not rename_failures and not _stored_as_they_were(src, dst):
         mark_names_encoded(session, root)  # every name is now stored the new way
     if folders_renamed or files_renamed:
         report.notes.append(

@@ -76,11 +76,14 @@ def write_json(session: Session, path: str, data: Any) -> None:
 
 
 def names_encoded(session: Session, root: str) -> bool | None:
-    """True: names are stored the share_names way; False: as they were (BackDown 0.1.0);
-    None: a folder BackDown has not written to yet."""
+    """True: names are stored the share_names way; False: as they are (written by BackDown
+    0.1.0, or by anything else); None: an empty or missing folder, nothing stored yet."""
     if session.stat(rjoin(root, META_DIR, NAMES_MARK)) is not None:
         return True
-    return False if session.stat(rjoin(root, META_DIR)) is not None else None
+    try:
+        return False if session.listdir(root) else None
+    except RemoteNotFound:
+        return None
 
 
 def mark_names_encoded(session: Session, root: str) -> None:

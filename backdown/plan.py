@@ -32,6 +32,9 @@ class Tree:
     partials: dict[str, int] = field(default_factory=dict)  # temp file path -> size
     partial_times: dict[str, float] = field(default_factory=dict)  # temp file path -> mtime
     stored_dirs: dict[str, str] = field(default_factory=dict)  # folder -> stored, if not equal
+    # On the share only: names the filters left out (BackDown's own .backdown among them),
+    # per folder, case-folded. No new name may take one of them.
+    hidden: dict[str, set[str]] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why), not errors
 
@@ -132,30 +135,55 @@ def make_plan(src: Tree, dst: Tree, rules: CompareRules) -> Plan:
 def match_case(src: Tree, dst: Tree) -> list[str]:
     """On a share that ignores case: file dst's entries that differ from a local path only
     in case under the local spelling. Their stored names stay as they are, so they differ
-    from the names wanted now, and the upload renames them (a case-only rename). Returns
-    the local paths re-keyed so."""
+    from the names wanted now, and the upload renames them (a case-only rename). A folder
+    is re-keyed only with everything in it, or not at all (then its local spelling is a new
+    folder, stored apart). Returns the local paths re-keyed so."""
     local = set(src.files) | src.dirs
     remote = set(dst.files) | dst.dirs
     by_fold: dict[str, list[str]] = {}
     for path in local - remote:
         by_fold.setdefault(path.casefold(), []).append(path)
-    renamed: list[str] = []
+    pairs: dict[str, str] = {}  # remote path -> local path
     for old in sorted(remote - local):
         candidates = by_fold.get(old.casefold(), [])
         if len(candidates) != 1:
             continue  # nothing like it here, or ambiguous: planned as extra and new
-        new = candidates.pop()  # one remote entry per local path, never two
-        if old in dst.files and new in src.files:
+        new = candidates[0]
+        if old in dst.files and new in src.files and _same_file(src.files[new], dst.files[old]):
+            pairs[old] = candidates.pop()  # one remote entry per local path, never two
+        elif old in dst.dirs and new in src.dirs:
+            pairs[old] = candidates.pop()
+    _drop_partial_folders(pairs, remote, dst.dirs)
+    for old, new in pairs.items():
+        if old in dst.files:
             info = dst.files.pop(old)
             dst.files[new] = replace(info, path=new, stored=info.stored or old)
-        elif old in dst.dirs and new in src.dirs:
+        else:
             dst.dirs.discard(old)
             dst.dirs.add(new)
             dst.stored_dirs[new] = dst.stored_dirs.pop(old, old)
-        else:
-            continue  # a file here, a folder there: not a rename
-        renamed.append(new)
-    return renamed
+    return sorted(pairs.values())
+
+
+def _drop_partial_folders(pairs: dict[str, str], remote: set[str], dirs: set[str]) -> None:
+    """Undo a folder's re-keying unless everything under it moves with it."""
+    changed = True
+    while changed:
+        changed = False
+        for old in [p for p in pairs if p in dirs]:
+            new = pairs[old]
+            inside = [p for p in remote if p.startswith(old + "/")]
+            if all(pairs.get(p, "").startswith(new + "/") for p in inside):
+                continue
+            for p in [old, *inside]:
+                pairs.pop(p, None)
+            changed = True
+
+
+def _same_file(a: FileInfo, b: FileInfo) -> bool:
+    """A file renamed only in case keeps its size and time; another file saved under the
+    like name almost never has both to the millisecond."""
+    return a.size == b.size and abs(a.mtime - b.mtime) < 0.001
 
 
 def _topmost(dirs: set[str]) -> list[str]:

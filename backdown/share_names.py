@@ -95,7 +95,7 @@ def decode(stored: str) -> str:
             i += 1
     tokens = _without_case_mark(tokens)
     out: list[str] = []
-    wide_at: int | None = None  # where a full-width character may stand for a device name's
+    wide_at: set[int] = set()  # where unescaped full-width characters stand
     for n, (c, escaped) in enumerate(tokens):
         if escaped:
             out.append(c)
@@ -105,11 +105,11 @@ def decode(stored: str) -> str:
             out.append(_UNTRAILING[c])
         else:
             if _narrow(c) != c:
-                wide_at = len(out)
+                wide_at.add(len(out))
             out.append(c)
     name = "".join(out)
     base, _ = _device_base(name)
-    if wide_at is not None and wide_at == len(base) - 1:
+    if len(base) - 1 in wide_at:
         narrowed = base[:-1] + _narrow(base[-1])
         if narrowed.upper() in _DEVICES:
             name = narrowed + name[len(base) :]

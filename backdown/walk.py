@@ -113,6 +113,7 @@ def walk_remote(
                 tree.partial_times[rel] = entry.mtime
                 continue
             if path_filter.excluded(rel, entry.is_dir):
+                tree.hidden.setdefault(rel_dir, set()).add(entry.name.casefold())
                 continue
             if rel in tree.files or rel in tree.dirs:
                 tree.errors.append((rel, f"stored twice on the share (also as '{stored}')"))

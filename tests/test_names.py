@@ -266,3 +266,44 @@ def test_a_folder_written_by_backdown_0_1_0_keeps_its_names(
     assert _files(tmp_path / "after") == files
     disk = samba.share_path("backup") / remote_dir
     assert (disk / "議事録‛：2024.txt").is_file() and (disk / "plain.txt").is_file()
+
+
+def test_a_folder_renamed_in_case_over_twin_subfolders_loses_nothing(share, tmp_path: Path) -> None:
+    server, remote, local, config = share
+    _make(local, {"Proj/Data/a.txt": b"a", "Proj/data/b.txt": b"b", "Proj/readme": b"r"})
+    _json(["upload", "p", "--mirror"], config)
+    os.rename(local / "Proj", local / "proj")
+    _make(local, {"proj/Data/new.txt": b"new"})
+    # Not a rename that BackDown can follow (the subfolders are twins): the old folder would
+    # go to versions, which the mirror's safety limit refuses until it is raised.
+    refused = run_cli(["upload", "p", "--mirror"], config)
+    assert refused.code == 2 and "max-delete" in refused.err, refused
+    up = _json(["upload", "p", "--mirror", "--max-delete", "100"], config)
+    assert not up["files_failed"], up
+    _round(config, tmp_path / "r", "--mirror", "--max-delete", "100")
+    assert _files(tmp_path / "r") == _files(local)
+
+
+def test_another_file_under_a_like_name_is_not_taken_for_a_rename(share, tmp_path: Path) -> None:
+    server, remote, local, config = share
+    _make(local, {"Invoice.pdf": b"january"})
+    _json(["upload", "p"], config)
+    mtime = (local / "Invoice.pdf").stat().st_mtime
+    (local / "Invoice.pdf").unlink()
+    _make(local, {"invoice.pdf": b"febuary"})  # same size, saved a second later
+    os.utime(local / "invoice.pdf", (mtime + 1, mtime + 1))
+    up = _json(["upload", "p"], config)
+    assert up["files_transferred"] == 1, up
+    _round(config, tmp_path / "r")
+    assert _files(tmp_path / "r")["invoice.pdf"] == b"febuary"
+
+
+def test_an_excluded_name_is_never_taken_by_its_twin(share, tmp_path: Path) -> None:
+    server, remote, local, config = share
+    _make(local, {"Notes.txt": b"kept on the share"})
+    _json(["upload", "p"], config)
+    _make(local, {"notes.txt": b"the twin"})
+    up = _json(["upload", "p", "--exclude", "Notes.txt"], config)
+    assert up["files_transferred"] == 1 and up["files_versioned"] == 0, up
+    on_disk = _files(server.share_path("backup") / remote)
+    assert sorted(on_disk.values()) == [b"kept on the share", b"the twin"]

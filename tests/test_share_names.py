@@ -27,6 +27,7 @@ HARD = [
     "COＮ", "auＸ.txt", "esc\u201bape", "\u201b", "mark\u2038", "m\u20381.txt", "plain.txt",
     "日本語.txt", "ＡＢＣ.txt", "emoji 😀", " leading", ".hidden", "..dots", "...",
     "con.", "CON ", "NUL.tar", "COM10", "coma", "LPT", "\u2401", "x\u241f", "a..",
+    "CON.ｔxt", "aux.（1）.txt", "LPT1.１", "prn.ａ：b",
 ]  # fmt: skip
 
 
