@@ -210,11 +210,7 @@ class SmbSession:
         failure (closing the handle if the chain's own close did not)."""
         chain = [_create(path, access, disposition, options), *middle]
         replies = self._call([*chain, SMB2CloseRequest(RELATED_FID)])
-        bad = next((r for r in replies if r.status != 0), None)
-        if bad is not None:
-            if replies[0].status == 0 and replies[-1].status != 0:
-                self._close_quietly(replies[0].payload.fid)
-            raise self._error(bad.status, what)
+        self._raise_chain(replies, what)
         return replies
 
     def _close_quietly(self, fid: bytes) -> None:
@@ -533,7 +529,9 @@ class SmbSession:
         if rename_to is not None and replies[-2].status != 0:
             status = replies[-2].status
             raise self._error(status, f"renaming '{path}' to '{rename_to}'")
-        self._raise_chain(replies, f"writing '{path}'")
+        bad = next((r for r in replies if r.status != 0), None)
+        if bad is not None:  # the handle is closed above: nothing left to close here
+            raise self._error(bad.status, f"writing '{path}'")
 
     def _write_stream(
         self, fid: bytes, fileobj: Readable, offset: int, sent: Callable[[int], None]
