@@ -90,6 +90,13 @@ def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:
         "else the user config folder)",
     )
     parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=default,
+        help="where the run history and the scheduled runs' log live (default: "
+        "$BACKDOWN_DATA_DIR, else the user data folder)",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         default=flag_default,
@@ -283,6 +290,8 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             args = build_parser().parse_args(argv)
         if args.config_dir:
             env.config_dir = Path(args.config_dir).expanduser()
+        if args.data_dir:
+            env.data_dir = Path(args.data_dir).expanduser()
         _setup_logging(args.verbose)
         return int(_dispatch(args, env))
     except BackdownError as exc:

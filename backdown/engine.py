@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from backdown import __version__
 from backdown.download import Downloader, create_local_folders
 from backdown.download import remove_stale_partials as remove_local_partials
 from backdown.errors import (
@@ -30,11 +31,13 @@ from backdown.manifest import (
     MANIFEST,
     Checksum,
     load_manifest,
+    load_status,
     mark_names_encoded,
     names_encoded,
     prune_versions,
     save_manifest,
     save_status,
+    status_record,
     utc_stamp,
 )
 from backdown.paths import META_DIR, local_path, owner_tag, rjoin, temp_name
@@ -73,6 +76,16 @@ from backdown.upload import (
 from backdown.walk import walk_local, walk_remote
 
 
+def local_user() -> str:
+    """The name of the user running BackDown on this computer ('' if it cannot be told)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no USER variable and no password database entry (a bare container)
+        return ""
+
+
 def endpoint_for(profile: Profile, password: str) -> Endpoint:
     return Endpoint(
         server=profile.server,
@@ -109,10 +122,12 @@ def profile_lock(config_dir: Path, name: str) -> Iterator[None]:
 @dataclass(frozen=True)
 class Collaborators:
     """What the engine is given rather than reaching for: how to open a session on the
-    share (smb.connect in a real run) and what time it is."""
+    share (smb.connect in a real run), what time it is, and who the local user is (for the
+    status record an office-wide report reads)."""
 
     connect: Connector = smb_connect
     clock: Callable[[], float] = time.time
+    user: str = field(default_factory=lambda: local_user())
 
 
 class _Sessions:
@@ -483,7 +498,7 @@ def _upload(
         except RemoteFileError as exc:  # old versions stay; the backup itself is done
             report.notes.append(f"could not remove old versions ({exc})")
     # Every run is recorded, no-op runs too, so an office-wide "who is overdue" report sees them.
-    _record_status(session, profile, report, run.using.clock())
+    _record_status(session, run, report)
 
 
 def _copy_all(
@@ -514,23 +529,16 @@ def _copy_all(
     return copies, failures
 
 
-def _record_status(session: Session, profile: Profile, report: RunReport, now: float) -> None:
+def _record_status(session: Session, run: _Run, report: RunReport) -> None:
+    """Write this computer's status record for the profile (see manifest.status_record);
+    the last success is carried over from the record it replaces when this run failed."""
+    profile, now = run.profile, run.using.clock()
+    previous = load_status(session, profile.remote_folder, profile.client_name, profile.name)
+    record = status_record(
+        profile, report, now, user=run.using.user, previous=previous, version=__version__
+    )
     try:
-        save_status(
-            session,
-            profile.remote_folder,
-            profile.client_name,
-            profile.name,
-            {
-                "client": profile.client_name,
-                "profile": profile.name,
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-                "ok": report.ok,
-                "files_transferred": report.files_transferred,
-                "bytes_transferred": report.bytes_transferred,
-                "files_failed": len(report.files_failed),
-            },
-        )
+        save_status(session, profile.remote_folder, profile.client_name, profile.name, record)
     except RemoteFileError as exc:
         report.notes.append(f"could not record this run on the share ({exc})")
 

@@ -13,6 +13,8 @@ class ExitStatus(IntEnum):
     USAGE = 2  # usage or bad input: unknown profile, bad option, corrupt config
     CONNECTION = 3  # cannot connect or authenticate
     SHARE = 4  # share or remote folder missing, or access denied
+    NO_SCHEDULER = 4  # (same code) no scheduler to install the automatic backup job in
+    ATTENTION = 5  # status/report: a backup is overdue, failing, locked out or stale
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -47,6 +49,18 @@ class LockedError(BackdownError):
 
 class RefusedError(BackdownError):
     """A safety check refused the run (for example a mirror that would remove too much)."""
+
+
+class SchedulerMissing(BackdownError):
+    """This machine has no scheduler BackDown can install its job in (no systemd, no cron)."""
+
+    exit_status = ExitStatus.NO_SCHEDULER
+
+
+class SchedulerError(BackdownError):
+    """The operating system's scheduler refused to install, list or remove the job."""
+
+    exit_status = ExitStatus.NO_SCHEDULER
 
 
 class ConnectError(BackdownError):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from backdown.paths import META_DIR, rjoin
+from backdown.profile import Profile
+from backdown.report import RunReport
 from backdown.smb import RemoteFileError, RemoteNotFound, Session
 
 MANIFEST = "manifest.json"
@@ -24,6 +26,7 @@ NAMES_MARK = "names-encoded"
 FORMAT = 1
 VERSIONS = "versions"
 STATUS = "status"
+STATUS_FORMAT = 2
 
 
 def utc_stamp(when: float | None = None) -> str:
@@ -110,11 +113,63 @@ def save_manifest(session: Session, root: str, entries: dict[str, Checksum]) -> 
     write_json(session, rjoin(root, META_DIR, MANIFEST), {"format": FORMAT, "files": files})
 
 
-def save_status(session: Session, root: str, client: str, profile: str, record: dict) -> None:
+def status_path(root: str, client: str, profile: str) -> str:
+    return rjoin(root, META_DIR, STATUS, f"{client}.{profile}.json")
+
+
+def load_status(session: Session, root: str, client: str, profile: str) -> dict[str, Any]:
+    """This computer's last status record for the profile, or {} if there is none."""
+    data = read_json(session, status_path(root, client, profile))
+    return data if isinstance(data, dict) else {}
+
+
+def save_status(
+    session: Session, root: str, client: str, profile: str, record: dict[str, Any]
+) -> None:
     """Record this computer's last run where an office-wide report can read it."""
-    folder = rjoin(root, META_DIR, STATUS)
-    session.makedirs(folder)
-    write_json(session, rjoin(folder, f"{client}.{profile}.json"), record)
+    session.makedirs(rjoin(root, META_DIR, STATUS))
+    write_json(session, status_path(root, client, profile), record)
+
+
+def iso_time(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def status_record(
+    profile: Profile,
+    report: RunReport,
+    now: float,
+    *,
+    user: str,
+    previous: dict[str, Any],
+    version: str,
+) -> dict[str, Any]:
+    """What an upload leaves on the share about itself (format 2): who, which profile and
+    schedule, the last attempt and its outcome, and the last success (kept from the
+    previous record when this run failed), so that `backdown report` needs only the share."""
+    schedule = profile.schedule
+    stamp = iso_time(now)
+    last_success = stamp if report.ok else previous.get("last_success")
+    return {
+        "format": STATUS_FORMAT,
+        "computer": profile.client_name,
+        "client": profile.client_name,  # the format 1 name of the same field
+        "user": user,
+        "profile": profile.name,
+        "remote_folder": profile.remote_folder,
+        "schedule": schedule.describe() if schedule else "",
+        "interval_seconds": schedule.every if schedule else None,
+        "last_attempt": stamp,
+        "last_success": last_success if isinstance(last_success, str) else None,
+        "outcome": "ok" if report.ok else "failed",
+        "ok": report.ok,
+        "finished": stamp,
+        "files_transferred": report.files_transferred,
+        "bytes_transferred": report.bytes_transferred,
+        "files_failed": len(report.files_failed),
+        "files_unchanged": report.files_unchanged,
+        "version": version,
+    }
 
 
 def prune_versions(session: Session, root: str, keep_days: int, now: float) -> int:

@@ -14,11 +14,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from backdown.errors import UsageError
+from backdown.schedule import Schedule
 
 DEFAULT_PORT = 445
 MODES = ("copy", "mirror")
 DEFAULT_KEEP_VERSIONS_DAYS = 30
 
+PLACEHOLDERS = ("computer", "user", "date")
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_]*)\}")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 # Characters Windows refuses in share and file names.
@@ -50,6 +53,21 @@ class Profile:
     mode: str = "copy"
     keep_versions_days: int = DEFAULT_KEEP_VERSIONS_DAYS
     excludes: list[str] = field(default_factory=list)
+    # The schedule (see schedule.py); schedule_every "" means none.
+    schedule_every: str = ""
+    schedule_between: str = ""
+    schedule_days: str = ""
+    # Alerts: Apprise URLs, an Apprise config file (for URLs that carry a password), and a
+    # healthchecks-style ping URL.
+    notify: list[str] = field(default_factory=list)
+    notify_config: str = ""
+    ping_url: str = ""
+
+    @property
+    def schedule(self) -> Schedule | None:
+        if not self.schedule_every:
+            return None
+        return Schedule.parse(self.schedule_every, self.schedule_between, self.schedule_days)
 
     @property
     def unc(self) -> str:
@@ -89,6 +107,12 @@ def validate_profile(p: Profile) -> Profile:
     p.mode = validate_mode(p.mode)
     p.keep_versions_days = validate_keep_days(p.keep_versions_days)
     p.excludes = validate_excludes(p.excludes)
+    p.schedule_every, p.schedule_between, p.schedule_days = validate_schedule(
+        p.schedule_every, p.schedule_between, p.schedule_days
+    )
+    p.notify = validate_notify(p.notify)
+    p.notify_config = validate_optional_path(p.notify_config)
+    p.ping_url = validate_ping_url(p.ping_url)
     return p
 
 
@@ -154,9 +178,24 @@ def validate_share(value: object) -> str:
 
 
 def validate_remote_folder(value: object) -> str:
-    """Normalise a folder inside the share to 'a/b' form; '' is the share's root."""
+    """Normalise a folder inside the share to 'a/b' form; '' is the share's root.
+
+    It may hold {computer}, {user} and {date}, filled in on each computer at each run (see
+    expand_remote_folder), so that one profile serves every PC.
+    """
     text = str(value or "").strip().replace("\\", "/")
     parts = [p for p in text.split("/") if p]
+    for field_name in _PLACEHOLDER_RE.findall(text):
+        if field_name not in PLACEHOLDERS:
+            raise UsageError(
+                f"the folder inside the share has an unknown placeholder {{{field_name}}}: "
+                f"use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+            )
+    if _PLACEHOLDER_RE.sub("", text).count("{") or _PLACEHOLDER_RE.sub("", text).count("}"):
+        raise UsageError(
+            "the folder inside the share has a '{' or '}' that is not part of a placeholder "
+            "like {computer}"
+        )
     for part in parts:
         if part in (".", ".."):
             raise UsageError("the folder inside the share cannot contain '.' or '..'")
@@ -165,6 +204,26 @@ def validate_remote_folder(value: object) -> str:
             shown = " ".join(bad) or "control characters"
             raise UsageError(f"the folder inside the share cannot contain {shown}")
     return "/".join(parts)
+
+
+def expand_remote_folder(folder: str, computer: str, user: str, today: str) -> str:
+    """The folder with {computer}, {user} and {date} (YYYY-MM-DD) filled in.
+
+    A value that a share cannot hold as one folder name (a '/' or a character Windows
+    refuses) is refused, rather than quietly backing up somewhere else.
+    """
+    values = {"computer": computer, "user": user, "date": today}
+
+    def fill(match: re.Match[str]) -> str:
+        value = values[match.group(1)]
+        if not value or "/" in value or "\\" in value or set(value) & _BAD_SMB_CHARS:
+            raise UsageError(
+                f"{{{match.group(1)}}} in the remote folder would be {value!r}, which cannot "
+                "be a folder name on the share; change the remote folder"
+            )
+        return value
+
+    return validate_remote_folder(_PLACEHOLDER_RE.sub(fill, folder))
 
 
 def validate_user(value: object) -> str:
@@ -244,3 +303,53 @@ def validate_excludes(value: object) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise UsageError("excludes must be a list of patterns")
     return [v for v in (s.strip() for s in value) if v]
+
+
+def validate_schedule(every: object, between: object, days: object) -> tuple[str, str, str]:
+    """The schedule's three settings in their shortest form; every '' means no schedule."""
+    every_text = str(every or "").strip()
+    if not every_text:
+        if str(between or "").strip() or str(days or "").strip():
+            raise UsageError("a time range or weekdays need an interval too: give --every")
+        return "", "", ""
+    schedule = Schedule.parse(every_text, str(between or ""), str(days or ""))
+    days_shown = "" if schedule.days == frozenset(range(7)) else schedule.days_text
+    return schedule.every_text, schedule.window_text, days_shown
+
+
+def validate_notify(value: object) -> list[str]:
+    """Notification target URLs (Apprise's form: mailto://, ntfy://, json://, ...).
+
+    A URL holding a password (user:password@) is refused: profiles.toml never holds a
+    password. Such targets go into an Apprise config file named by notify_config.
+    """
+    urls = validate_excludes(value)  # the same shape: a list of non-empty strings
+    for url in urls:
+        _check_url(url, "a notification target")
+    return urls
+
+
+def validate_ping_url(value: object) -> str:
+    url = str(value or "").strip()
+    if url:
+        _check_url(url, "the ping URL")
+        if not url.lower().startswith(("http://", "https://")):
+            raise UsageError("the ping URL must start with http:// or https://")
+    return url
+
+
+def _check_url(url: str, what: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        raise UsageError(f"{what} is not a URL: give it as scheme://...") from None
+    if not parts.scheme or "://" not in url or any(c.isspace() for c in url):
+        raise UsageError(f"{what} is not a URL: give it as scheme://... (no spaces)")
+    if password:
+        raise UsageError(
+            f"{what} holds a password, which BackDown never keeps in profiles.toml: put the "
+            "URL in an Apprise config file (mode 600) and give it with --notify-config FILE"
+        )

@@ -15,7 +15,7 @@ import pytest
 from samba import MountRefused, SambaServer, smbd_missing_reason
 
 # Variables from the outside world that must never leak into a test.
-SCRUBBED_ENV = ("BACKDOWN_PASSWORD", "BACKDOWN_CONFIG_DIR")
+SCRUBBED_ENV = ("BACKDOWN_PASSWORD", "BACKDOWN_CONFIG_DIR", "BACKDOWN_DATA_DIR")
 KEYRING_BACKEND = "keyring.backends.fail.Keyring"
 
 _remote_dir_counter = itertools.count(1)
@@ -40,11 +40,17 @@ def _isolated_environment() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _scrub_backdown_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Again per test, so one test's leftovers cannot reach the next one."""
+def _scrub_backdown_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Again per test, so one test's leftovers cannot reach the next one. The run history
+    and the scheduled runs' log go to a folder of the test's own, never the user's."""
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", KEYRING_BACKEND)
     for name in SCRUBBED_ENV:
         monkeypatch.delenv(name, raising=False)
+    data = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("BACKDOWN_DATA_DIR", str(data))
+    monkeypatch.setenv("XDG_DATA_HOME", str(data / "xdg"))  # an Environment built with environ={}
 
 
 # --------------------------------------------------------------------------- samba servers

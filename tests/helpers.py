@@ -36,11 +36,14 @@ def run_cli(
 ) -> Result:
     """Run the whole program in-process (as `backdown --config-dir DIR ARGS...`)."""
     out, err = io.StringIO(), io.StringIO()
+    environ = dict(environ or {})
+    # The test's own data folder (conftest sets it), never the user's run history.
+    environ.setdefault("BACKDOWN_DATA_DIR", os.environ.get("BACKDOWN_DATA_DIR", ""))
     env = Environment(
         stdin=io.StringIO(stdin),
         stdout=out,
         stderr=err,
-        environ=dict(environ or {}),
+        environ=environ,
         config_dir=config_dir,
     )
     code = main(["--config-dir", str(config_dir), *args], env)
@@ -52,6 +55,8 @@ def spawn_cli(
 ) -> subprocess.Popen[str]:
     """Start `python -m backdown` as a separate process (to kill it, or to run two at once)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKDOWN_")}
+    if os.environ.get("BACKDOWN_DATA_DIR"):
+        env["BACKDOWN_DATA_DIR"] = os.environ["BACKDOWN_DATA_DIR"]
     env.update(environ or {})
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen(

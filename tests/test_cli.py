@@ -167,6 +167,12 @@ def test_profile_list_and_show(config: Path, local: Path) -> None:
         "mode": "copy",
         "keep_versions_days": 30,
         "excludes": [],
+        "schedule_every": "",
+        "schedule_between": "",
+        "schedule_days": "",
+        "notify": [],
+        "notify_config": "",
+        "ping_url": "",
     }
 
 
