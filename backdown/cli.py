@@ -8,17 +8,22 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from backdown import __version__
+import tomli_w
+
+from backdown import __version__, schedule_commands
 from backdown.credentials import forget_password, rename_password, save_password
 from backdown.environment import Environment
 from backdown.errors import BackdownError, ExitStatus, UsageError
+from backdown.history import History
+from backdown.office_report import DEFAULT_DEPTH
 from backdown.profile import Profile, validate_profile
-from backdown.profile_store import ProfileStore
+from backdown.profile_store import ProfileStore, tomllib
 from backdown.run_command import Output, run_operation
 from backdown.run_options import (
     DEFAULT_MAX_DELETE,
@@ -43,6 +48,8 @@ _PROFILE_OPTIONS = {
     "credentials_file": "credentials_file",
     "mode": "mode",
     "keep_versions_days": "keep_versions_days",
+    "notify_config": "notify_config",
+    "ping_url": "ping_url",
 }
 
 
@@ -164,6 +171,21 @@ def _profile_fields(parser: argparse.ArgumentParser, required: bool) -> None:
         help="gitignore-style pattern to skip (repeatable)",
     )
     parser.add_argument(
+        "--notify",
+        metavar="URL",
+        action="append",
+        help="alert target as an Apprise URL (mailto://, ntfy://, json://...; repeatable; "
+        "'' clears)",
+    )
+    parser.add_argument(
+        "--notify-config",
+        metavar="FILE",
+        help="Apprise config file (mode 600) for alert targets that carry a password",
+    )
+    parser.add_argument(
+        "--ping-url", metavar="URL", help="healthchecks-style URL pinged at each backup"
+    )
+    parser.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the password to save from standard input",
@@ -261,8 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     remove = actions.add_parser("remove", help="delete a profile (not its backups)")
     remove.add_argument("name")
     remove.add_argument("--yes", action="store_true", help="do not ask to confirm")
-    for sub in (add, show, edit, rename, remove, actions.choices["list"]):
+    export = actions.add_parser("export", help="write a profile to a file, for other PCs")
+    export.add_argument("name")
+    export.add_argument("--to", metavar="FILE", help="write here instead of standard output")
+    imported = actions.add_parser("import", help="add a profile from an exported file")
+    imported.add_argument("file", help="the exported file ('-' for standard input)")
+    imported.add_argument("--name", help="save it under this name instead")
+    imported.add_argument("--local", metavar="DIR", help="this PC's local folder instead")
+    imported.add_argument(
+        "--password-stdin", action="store_true", help="read the password to save from stdin"
+    )
+    for sub in (add, show, edit, rename, remove, export, imported, actions.choices["list"]):
         _global_options(sub, top=False)
+    _schedule_parsers(commands)
 
     test = commands.add_parser("test", help="check server, login, share and write access")
     test.add_argument("name")
@@ -278,6 +311,73 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (test, upload, download):
         _global_options(sub, top=False)
     return parser
+
+
+def _schedule_parsers(commands: Any) -> None:
+    schedule = commands.add_parser("schedule", help="back up automatically: set, list, remove")
+    _global_options(schedule, top=False)
+    actions = schedule.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    set_ = actions.add_parser("set", help="back a profile up on its own when it is due")
+    set_.add_argument("name")
+    set_.add_argument("--every", required=True, metavar="INTERVAL", help="30m, 4h, 24h, 7d")
+    set_.add_argument("--between", default="", metavar="HH:MM-HH:MM", help="only in this time")
+    set_.add_argument("--days", default="", metavar="DAYS", help="only on these days: mon-fri")
+    set_.add_argument(
+        "--save-password-file",
+        action="store_true",
+        help="keep the password in a file readable only by you, for runs with nobody logged on",
+    )
+    set_.add_argument(
+        "--password-stdin", action="store_true", help="read that password from standard input"
+    )
+    remove = actions.add_parser("remove", help="stop backing a profile up on a schedule")
+    remove.add_argument("name")
+    listed = actions.add_parser("list", help="schedules, last success, next due, the OS job")
+    due = actions.add_parser("run-due", help="back up the profiles that are due (the OS job)")
+    for sub in (set_, remove, listed, due):
+        _global_options(sub, top=False)
+
+    status = commands.add_parser(
+        "status", help="every profile's state; exit 5 when one is overdue or failing"
+    )
+    history = commands.add_parser("history", help="the runs recorded on this computer")
+    history.add_argument("name", nargs="?")
+    history.add_argument("--limit", type=int, default=20, metavar="N", help="default 20")
+    report = commands.add_parser(
+        "report", help="every computer's last backup below a profile's folder (for the admin)"
+    )
+    report.add_argument("name")
+    report.add_argument(
+        "--depth",
+        type=int,
+        default=DEFAULT_DEPTH,
+        metavar="N",
+        help=f"folder levels below the profile's folder to look in (default {DEFAULT_DEPTH})",
+    )
+    report.add_argument(
+        "--stale-after",
+        default="",
+        metavar="AGE",
+        help="stale after this long without a success, like 2d (default: twice each "
+        "computer's interval, 7 days without one)",
+    )
+    report.add_argument("--notify", action="store_true", help="send the problems as an alert")
+    report.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    alerts = commands.add_parser("alerts", help="alert targets for every profile; send a test")
+    alert_actions = alerts.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    alert_actions.required = True
+    alert_set = alert_actions.add_parser("set", help="alert targets used for every profile")
+    alert_set.add_argument("--notify", metavar="URL", action="append", default=[])
+    alert_set.add_argument("--notify-config", metavar="FILE", default=None)
+    alert_show = alert_actions.add_parser("show", help="where alerts go (URLs shortened)")
+    alert_show.add_argument("name", nargs="?")
+    alert_test = alert_actions.add_parser("test", help="send a test alert")
+    alert_test.add_argument("name", nargs="?")
+    for sub in (status, history, report, alerts, alert_set, alert_show, alert_test):
+        _global_options(sub, top=False)
 
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
@@ -342,12 +442,15 @@ def _dispatch(args: argparse.Namespace, env: Environment) -> int:
         return run_menu(env, store)
     if args.command == "profile":
         return _profile_command(args, env, store, out)
+    if args.command in ("schedule", "status", "history", "report", "alerts"):
+        return _schedule_command(args, env, store, out)
     profile = store.get(args.name)
     operation = {"backup": "upload", "restore": "download"}.get(args.command, args.command)
     options = RunOptions()
     if operation != "test":
         options = _options_from(args, operation)
-    status = run_operation(env, profile, operation, options, out, args.password_stdin)
+    notify = schedule_commands.targets_for(profile, store)
+    status = run_operation(env, profile, operation, options, out, args.password_stdin, notify)
     if store.last_used != profile.name:
         store.set_current(profile.name)
         store.save()
@@ -408,9 +511,21 @@ def _profile_command(
         store.save()  # first: a password that cannot be moved is asked for by the new name
         rename_password(args.old, profile, env)
         store.save()
+        history = History.open(env.data_path)
+        history.rename_profile(args.old, profile.name)
+        history.close()
         _say(env, out, f"profile '{args.old}' renamed to '{profile.name}'")
+    elif args.action == "export":
+        _export_profile(env, store.get(args.name), args.to)
+    elif args.action == "import":
+        _import_profile(args, env, store, out)
     elif args.action == "remove":
         profile = store.get(args.name)
+        if profile.schedule_every:
+            raise UsageError(
+                f"profile '{profile.name}' has a schedule: remove it first with "
+                f"'backdown schedule remove {profile.name}'"
+            )
         if not args.yes and not _confirm(env, f"Remove profile '{profile.name}'? [y/N] "):
             raise UsageError(f"profile '{profile.name}' not removed: confirm with --yes")
         store.remove(profile.name)
@@ -420,6 +535,70 @@ def _profile_command(
     return ExitStatus.SUCCESS
 
 
+# Settings that belong to one computer and stay out of an exported profile.
+_NOT_EXPORTED = ("credentials_file", "client_name", "ping_url")
+
+
+def _export_profile(env: Environment, profile: Profile, to: str | None) -> None:
+    """Write the profile as TOML for other PCs: no password, nothing that belongs to this
+    computer, and the local folder relative to the home folder where it is inside it."""
+    data = {k: v for k, v in profile.to_dict().items() if k not in _NOT_EXPORTED and v != ""}
+    home = os.path.expanduser("~")
+    if data["local"] == home or data["local"].startswith(home + os.sep):
+        data["local"] = "~" + data["local"][len(home) :].replace(os.sep, "/")
+    text = (
+        "# A BackDown profile: 'backdown profile import FILE' on each PC. No password inside.\n"
+        + tomli_w.dumps({"profile": data})
+    )
+    if not to:
+        env.stdout.write(text)
+        return
+    try:
+        Path(to).expanduser().write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot write {to}: {(err.strerror or 'error').lower()}") from None
+    print(f"profile '{profile.name}' written to {to} (no password inside)", file=env.stdout)
+
+
+def _import_profile(
+    args: argparse.Namespace, env: Environment, store: ProfileStore, out: Output
+) -> None:
+    try:
+        raw = env.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8-sig")
+        data = tomllib.loads(raw).get("profile")
+    except OSError as err:
+        raise UsageError(f"cannot read {args.file}: {(err.strerror or 'error').lower()}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{args.file} is not an exported profile: {err}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{args.file} is not an exported profile: it has no [profile] table")
+    data = {k: v for k, v in data.items() if k not in _NOT_EXPORTED}
+    schedule = (data.pop("schedule_every", ""), data.pop("schedule_between", ""),
+                data.pop("schedule_days", ""))  # fmt: skip
+    if args.name:
+        data["name"] = args.name
+    if args.local:
+        data["local"] = args.local
+    try:
+        profile = Profile.from_dict(data)
+    except (UsageError, TypeError) as err:
+        raise UsageError(f"{args.file}: {err}") from None
+    store.add(profile)
+    message = _maybe_save_password(profile, args, env)
+    store.set_current(profile.name)
+    store.save()
+    lines = [f"profile '{profile.name}' imported: {profile.local} -> {profile.unc}", message]
+    if schedule[0]:
+        every = f"--every {schedule[0]}"
+        every += f" --between {schedule[1]}" if schedule[1] else ""
+        every += f" --days {schedule[2]}" if schedule[2] else ""
+        lines.append(
+            f"the exported profile is backed up {every.replace('--', '').strip()}: turn that "
+            f"on here with 'backdown schedule set {profile.name} {every}'"
+        )
+    _say(env, out, *lines)
+
+
 def _apply_fields(profile: Profile, args: argparse.Namespace) -> None:
     for option, field_name in _PROFILE_OPTIONS.items():
         value = getattr(args, option, None)
@@ -427,6 +606,8 @@ def _apply_fields(profile: Profile, args: argparse.Namespace) -> None:
             setattr(profile, field_name, value)
     if getattr(args, "excludes", None):
         profile.excludes = list(args.excludes)
+    if getattr(args, "notify", None) is not None:
+        profile.notify = list(args.notify)
     validate_profile(profile)
 
 
@@ -438,7 +619,9 @@ def _maybe_save_password(profile: Profile, args: argparse.Namespace, env: Enviro
     from backdown.credentials import resolve_password
 
     password = resolve_password(profile, env, password_stdin=True)
-    return save_password(profile, password, env)
+    message = save_password(profile, password, env)
+    schedule_commands.lift_lockout(env, profile.name)
+    return message
 
 
 def _confirm(env: Environment, question: str) -> bool:
@@ -500,3 +683,86 @@ def _show_profile(env: Environment, profile: Profile, out: Output) -> None:
         shown = ", ".join(value) if isinstance(value, list) else value
         print(f"{key:<19} {shown}", file=env.stdout)
     print(f"{'remote':<19} {profile.unc}", file=env.stdout)
+
+
+def _schedule_command(
+    args: argparse.Namespace, env: Environment, store: ProfileStore, out: Output
+) -> int:
+    if args.command == "status":
+        return schedule_commands.status(env, store, out)
+    if args.command == "history":
+        return schedule_commands.show_history(env, store, args.name, args.limit, out)
+    if args.command == "report":
+        return schedule_commands.office_report(
+            env, store, args.name, args.depth, args.stale_after, out, args.notify,
+            args.password_stdin,
+        )  # fmt: skip
+    if args.command == "alerts":
+        return _alerts_command(args, env, store, out)
+    if args.action == "list":
+        return schedule_commands.list_schedules(env, store, out)
+    if args.action == "run-due":
+        return schedule_commands.run_due_command(env, store)
+    if args.action == "remove":
+        lines = schedule_commands.remove_schedule(env, store, args.name)
+    else:
+        confirm = (lambda q: _confirm(env, q)) if env.stdin_isatty else None
+        lines = schedule_commands.set_schedule(
+            env, store, args.name, args.every, args.between, args.days,
+            save_password_file=args.save_password_file, password_stdin=args.password_stdin,
+            confirm=confirm,
+        )  # fmt: skip
+    _say(env, out, *lines)
+    return ExitStatus.SUCCESS
+
+
+def _alerts_command(
+    args: argparse.Namespace, env: Environment, store: ProfileStore, out: Output
+) -> int:
+    from backdown import alerts
+    from backdown.profile import validate_notify, validate_optional_path
+
+    if args.action == "set":
+        store.notify = validate_notify(args.notify)
+        if args.notify_config is not None:
+            store.notify_config = validate_optional_path(args.notify_config)
+        store.save()
+        _say(env, out, f"alerts for every profile go to {len(store.notify)} URL(s)"
+             + (f" and {store.notify_config}" if store.notify_config else ""))  # fmt: skip
+        return ExitStatus.SUCCESS
+    profile = store.get(args.name) if args.name else None
+    targets = (
+        schedule_commands.targets_for(profile, store)
+        if profile
+        else alerts.Targets(tuple(store.notify), store.notify_config)
+    )
+    if args.action == "show":
+        shown = {
+            "urls": [alerts.redact(u) for u in targets.urls],
+            "config_file": targets.config_file,
+            "ping_url": alerts.redact(targets.ping_url) if targets.ping_url else "",
+        }
+        if out.json:
+            print(json.dumps(shown), file=env.stdout)
+        else:
+            for key, value in shown.items():
+                print(f"{key:<12} {', '.join(value) if isinstance(value, list) else value}",
+                      file=env.stdout)  # fmt: skip
+        return ExitStatus.SUCCESS
+    if targets.empty:
+        raise UsageError("no alert targets: add one with 'backdown alerts set --notify URL' or "
+                         "'backdown profile edit NAME --notify URL'")  # fmt: skip
+    what = f"profile '{profile.name}'" if profile else "every profile"
+    problems = alerts.send(
+        targets,
+        alerts.Message("BackDown test alert", f"A test alert for {what}.", "test"),
+    )
+    if targets.ping_url:
+        problem = alerts.ping(targets.ping_url, "success", "BackDown test ping")
+        problems += [f"ping: {problem}"] if problem else []
+    for problem in problems:
+        print(f"{PROG}: {problem}", file=env.stderr)
+    if problems:
+        return ExitStatus.FILES_FAILED
+    _say(env, out, "test alert sent")
+    return ExitStatus.SUCCESS

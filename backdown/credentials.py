@@ -144,6 +144,53 @@ def save_password(profile: Profile, password: str, env: Environment) -> str:
     return f"{why}; password saved in {own} (readable only by you){replaced}"
 
 
+def unattended_password_problem(profile: Profile, platform: str) -> str | None:
+    """Why a scheduled run could not get the profile's password, or None when it can.
+
+    A scheduled run has no terminal to ask at and no BACKDOWN_PASSWORD; on Linux it usually
+    has no keyring either (no desktop session, or the user is logged out), while the Windows
+    Credential Manager and the macOS keychain are open to a job that runs as the user.
+    """
+    if profile.credentials_file:
+        try:
+            values = read_credentials_file(profile.credentials_file)
+        except CredentialsError as err:
+            return str(err)
+        if "password" in values or (not profile.user and not values.get("username")):
+            return None
+    if not profile.user:
+        return None
+    if _keyring_get(profile.name) is not None:
+        if platform.startswith("linux"):
+            return (
+                "its password is only in the system keyring, which a scheduled run on Linux "
+                "usually cannot open (no desktop session, or you are logged out)"
+            )
+        return None
+    return "no password is saved for it, and a scheduled run cannot ask for one"
+
+
+def save_password_to_file(profile: Profile, password: str, env: Environment) -> str:
+    """Save the password in our own 0600 credentials file (for scheduled runs) and drop the
+    keyring's copy, so that one place holds it; returns a line saying where it went."""
+    own = own_credentials_path(profile.name, env)
+    _check_storable(password)
+    try:
+        _write_own_file(profile, password, own, env)
+    except OSError as err:
+        raise CredentialsError(
+            f"cannot save the password in {own}: {(err.strerror or 'error').lower()}"
+        ) from None
+    profile.credentials_file = str(own)
+    backend = _usable_keyring()
+    if backend is not None:
+        try:
+            backend.delete_password(SERVICE, profile.name)
+        except Exception:
+            pass  # nothing there, or a keyring we cannot change: the file comes second anyway
+    return f"password saved in {own} (readable only by you) for scheduled runs"
+
+
 def forget_password(profile: Profile, env: Environment) -> None:
     """Remove the profile's keyring entry and our own credentials file for it.
 

@@ -40,6 +40,7 @@ from backdown.manifest import (
     status_record,
     utc_stamp,
 )
+from backdown.office_report import StatusRow, build_rows, find_status_records, report_root
 from backdown.paths import META_DIR, local_path, owner_tag, rjoin, temp_name
 from backdown.plan import (
     Action,
@@ -51,7 +52,7 @@ from backdown.plan import (
     match_case,
     mirror_refusal,
 )
-from backdown.profile import Profile
+from backdown.profile import Profile, expand_remote_folder
 from backdown.progress import Subscriber
 from backdown.report import Failure, RunReport
 from backdown.run_options import RunOptions
@@ -84,6 +85,16 @@ def local_user() -> str:
         return getpass.getuser()
     except Exception:  # no USER variable and no password database entry (a bare container)
         return ""
+
+
+def for_this_computer(profile: Profile, using: Collaborators) -> Profile:
+    """The profile with {computer}, {user} and {date} in its remote folder filled in for this
+    computer, its user and today (local time); the profile itself when it has none."""
+    if "{" not in profile.remote_folder:
+        return profile
+    today = time.strftime("%Y-%m-%d", time.localtime(using.clock()))
+    folder = expand_remote_folder(profile.remote_folder, profile.client_name, using.user, today)
+    return replace(profile, remote_folder=folder)
 
 
 def endpoint_for(profile: Profile, password: str) -> Endpoint:
@@ -152,6 +163,7 @@ def check_connection(
     profile: Profile, password: str, using: Collaborators = Collaborators()
 ) -> RunReport:
     """Reach the server, log on, open the share, and check the remote folder is writable."""
+    profile = for_this_computer(profile, using)
     began = time.monotonic()
     report = RunReport(profile.name, "test", destination=profile.unc)
     endpoint = endpoint_for(profile, password)
@@ -171,6 +183,23 @@ def check_connection(
         report.notes.append(f"'{existing or '/'}' is writable")
     report.seconds = time.monotonic() - began
     return report
+
+
+def office_report(
+    profile: Profile,
+    password: str,
+    depth: int,
+    stale_after: float | None,
+    using: Collaborators = Collaborators(),
+) -> tuple[list[StatusRow], list[str]]:
+    """Every computer's status record below the profile's folder (up to the first
+    {placeholder}), as report rows, stale and failing first; and what could not be read."""
+    root = report_root(profile.remote_folder)
+    with using.connect(endpoint_for(profile, password), None) as session, _folder_access(profile):
+        if root and session.stat(root) is None:
+            raise ShareError(f"folder '{root}' not found on share '{profile.share}'")
+        found, problems = find_status_records(session, root, depth)
+    return build_rows(found, using.clock(), stale_after), problems
 
 
 def _nearest_existing(session: Session, folder: str) -> str:
@@ -307,6 +336,7 @@ def backup(
     using: Collaborators = Collaborators(),
 ) -> RunReport:
     """Upload the local folder's contents into share/remote-folder, as options say."""
+    profile = for_this_computer(profile, using)
     mirror = profile.mode == "mirror" if options.mirror is None else options.mirror
     report = RunReport(profile.name, "upload", dry_run=options.dry_run, destination=profile.unc)
     local_root = _local_source(profile)
@@ -562,6 +592,7 @@ def restore(
     using: Collaborators = Collaborators(),
 ) -> RunReport:
     """Download the remote folder's contents into the target (default: the local folder)."""
+    profile = for_this_computer(profile, using)
     target = os.path.abspath(os.path.expanduser(options.target or profile.local))
     report = RunReport(profile.name, "download", dry_run=options.dry_run, destination=target)
     path_filter = PathFilter([*profile.excludes, *options.excludes])

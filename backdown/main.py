@@ -23,6 +23,8 @@ from backdown.profile import Profile, validate_local
 from backdown.profile_store import ProfileStore
 from backdown.run_command import Output, run_operation
 from backdown.run_options import DEFAULT_TRANSFERS, RunOptions
+from backdown.schedule import days_text, interval_text, parse_days, parse_interval, parse_window
+from backdown.schedule_commands import lift_lockout, remove_schedule, set_schedule, status
 
 MAX_TRANSFERS = 64  # as the command line's --transfers
 QUIT = "q"
@@ -58,6 +60,8 @@ class Menu:
             ("Test the connection", self._with_profile(self.test)),
             ("Upload (back up)", self._with_profile(self.upload)),
             ("Download (restore)", self._with_profile(self.download)),
+            ("Schedule automatic backups of {name}", self._with_profile(self.schedule)),
+            ("Status of every profile", self.status),
         ]
 
     def loop(self) -> int:
@@ -160,6 +164,7 @@ class Menu:
             self.io.say(save_password(profile, password, self.env))
             # save_password may have pointed the profile at its own credentials file.
             self.store.save()
+            lift_lockout(self.env, profile.name)
 
     def switch(self) -> None:
         current = self.store.current()
@@ -190,6 +195,7 @@ class Menu:
         message = ""
         if password is not None:
             message = save_password(edited, password, self.env)
+            lift_lockout(self.env, edited.name)
         elif profile.user and not edited.user:
             forget_password(edited, self.env)
             message = "the saved password was removed: the profile now logs on as guest"
@@ -245,6 +251,41 @@ class Menu:
             return
         self._run(profile, "download", options)
 
+    def schedule(self, profile: Profile) -> None:
+        current = profile.schedule
+        if current is None:
+            self.io.say(f"'{profile.name}' has no schedule: it is backed up only when you ask.")
+        else:
+            self.io.say(f"'{profile.name}' is backed up {current.describe()} when due.")
+        every = self.io.ask_valid(
+            "Back up every (like 24h, 4h, 30m, 7d; 'off' for no schedule)",
+            _interval_or_off,
+            current.every_text if current else "24h",
+        )
+        if every == "off":
+            for line in remove_schedule(self.env, self.store, profile.name):
+                self.io.say(line)
+            return
+        between = self.io.ask_valid(
+            "Only between (HH:MM-HH:MM; '-' for any time of day)",
+            _window_or_any,
+            (current.window_text if current else "") or "-",
+        )
+        days = self.io.ask_valid(
+            "Only on (like mon-fri or mon,wed,fri; 'daily' for every day)",
+            lambda answer: days_text(parse_days(answer)),
+            current.days_text if current else "daily",
+        )
+        lines = set_schedule(
+            self.env, self.store, profile.name, every, between, "" if days == "daily" else days,
+            confirm=lambda question: self.io.confirm(question.removesuffix(" [y/N] "), False),
+        )  # fmt: skip
+        for line in lines:
+            self.io.say(line)
+
+    def status(self) -> None:
+        status(self.env, self.store, Output())
+
     def _dry_run(self, profile: Profile, operation: str, options: RunOptions, go: str) -> bool:
         """Show the plan, then ask whether to carry it out."""
         plan = dataclasses.replace(options, dry_run=True)
@@ -259,6 +300,19 @@ class Menu:
         status = run_operation(self.env, profile, operation, options, Output())
         if status != ExitStatus.SUCCESS:
             self.io.warn(f"the {operation} finished, but not everything went through (see above)")
+
+
+def _interval_or_off(answer: str) -> str:
+    if answer.strip().lower() in ("off", "none", "no"):
+        return "off"
+    return interval_text(parse_interval(answer))
+
+
+def _window_or_any(answer: str) -> str:
+    if answer.strip() in ("-", ""):
+        return ""
+    window = parse_window(answer)
+    return "-".join(f"{m // 60:02d}:{m % 60:02d}" for m in window or ())
 
 
 def _transfers(answer: str) -> int:

@@ -22,7 +22,13 @@ from typing import Any
 import tomli_w
 
 from backdown.errors import ConfigError, UsageError
-from backdown.profile import Profile, validate_name, validate_profile
+from backdown.profile import (
+    Profile,
+    validate_name,
+    validate_notify,
+    validate_optional_path,
+    validate_profile,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,7 +43,7 @@ _HEADER = (
     "# BackDown profiles. Written by backdown: comments added here are not kept.\n"
     "# Passwords are never stored in this file.\n"
 )
-_TOP_LEVEL_KEYS = {"format_version", "last_used", "profile"}
+_TOP_LEVEL_KEYS = {"format_version", "last_used", "profile", "notify", "notify_config"}
 _TOML_POSITION_RE = re.compile(
     r"^(?P<reason>.*?)\s*\(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$"
 )
@@ -57,6 +63,9 @@ class ProfileStore:
         self.path = self.config_dir / FILE_NAME
         self.profiles: list[Profile] = []
         self.last_used: str | None = None
+        # Alert targets for every profile (each profile may name more of its own).
+        self.notify: list[str] = []
+        self.notify_config = ""
         # The file's bytes when this store last read or wrote it (None: there was no file).
         # save() refuses if the file changed meanwhile, so two backdowns cannot silently
         # overwrite each other's edits.
@@ -195,6 +204,10 @@ class ProfileStore:
         doc: dict[str, Any] = {"format_version": FORMAT_VERSION}
         if self.last_used is not None:
             doc["last_used"] = self.last_used
+        if self.notify:
+            doc["notify"] = list(self.notify)
+        if self.notify_config:
+            doc["notify_config"] = self.notify_config
         if self.profiles:
             doc["profile"] = [p.to_dict() for p in self.profiles]
         return (_HEADER + "\n" + tomli_w.dumps(doc)).encode("utf-8")
@@ -238,6 +251,12 @@ class ProfileStore:
         last_used = data.get("last_used")
         if last_used is not None and not isinstance(last_used, str):
             raise bad(f"last_used must be a profile name in quotes, not {last_used!r}")
+
+        try:
+            self.notify = validate_notify(data.get("notify", []))
+            self.notify_config = validate_optional_path(data.get("notify_config", ""))
+        except UsageError as err:
+            raise bad(f"notify: {err}") from None
 
         entries = data.get("profile", [])
         if not isinstance(entries, list):

@@ -8,17 +8,21 @@ caller, which decides between an exit code (cli) and a message and the menu agai
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
-from backdown import engine
+from backdown import alerts, engine
+from backdown.alerts import Targets
 from backdown.credentials import resolve_logon
 from backdown.environment import Environment
 from backdown.errors import ExitStatus
+from backdown.history import MANUAL, History, recorded
 from backdown.initialize import Prompter
 from backdown.profile import Profile
 from backdown.progress import Fanout, NoticePrinter, RichProgress, Subscriber
 from backdown.report import RunReport
 from backdown.run_options import RunOptions
+from backdown.scheduled_runs import update_alerts
 
 OPERATIONS = ("upload", "download", "test")
 
@@ -57,19 +61,50 @@ def run_operation(
     options: RunOptions,
     out: Output,
     password_stdin: bool = False,
+    notify: Targets | None = None,
 ) -> ExitStatus:
-    """Run upload, download or test for a profile and print the outcome; returns the code."""
+    """Run upload, download or test for a profile and print the outcome; returns the code.
+
+    The run is recorded in the history (a dry run as "dry-run"); a test that succeeds lifts
+    a lock-out left by a refused password; after an upload, an alert goes out if the
+    profile's health changed (to `notify`, when given).
+    """
+    history = History.open(env.data_path)
+    kind = "dry-run" if options.dry_run else operation
+    try:
+        with recorded(history, profile.name, kind, MANUAL, time.time) as slot:
+            slot.report = _run_engine(env, profile, operation, options, out, password_stdin)
+        report = slot.report
+        if operation == "test" and history.clear_lockout(profile.name):
+            print(
+                "scheduled backups of this profile were stopped after a refused password; "
+                "they start again now",
+                file=env.stderr,
+            )
+        print_report(env, report, out)
+        return report.exit_status
+    finally:
+        if operation == "upload" and notify is not None and not options.dry_run:
+            update_alerts(profile, history, time.time(), notify, alerts.send)
+        history.close()
+
+
+def _run_engine(
+    env: Environment,
+    profile: Profile,
+    operation: str,
+    options: RunOptions,
+    out: Output,
+    password_stdin: bool,
+) -> RunReport:
     profile, password = logon_for(profile, env, password_stdin)
     subscriber = subscriber_for(env, out)
     config_dir = env.config_path
     if operation == "upload":
-        report = engine.backup(profile, password, options, subscriber, config_dir)
-    elif operation == "download":
-        report = engine.restore(profile, password, options, subscriber, config_dir)
-    else:
-        report = engine.check_connection(profile, password)
-    print_report(env, report, out)
-    return report.exit_status
+        return engine.backup(profile, password, options, subscriber, config_dir)
+    if operation == "download":
+        return engine.restore(profile, password, options, subscriber, config_dir)
+    return engine.check_connection(profile, password)
 
 
 def print_report(env: Environment, report: RunReport, out: Output) -> None:

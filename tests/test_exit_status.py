@@ -78,8 +78,10 @@ def test_all_the_codes_are_the_documented_ones() -> None:
         "USAGE": 2,
         "CONNECTION": 3,
         "SHARE": 4,
+        "ATTENTION": 5,
         "INTERRUPTED": 130,
     }
+    assert ExitStatus.NO_SCHEDULER == 4  # the same code as SHARE, documented together
 
 
 # --- 3: cannot connect or log on ----------------------------------------------------------

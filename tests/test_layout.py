@@ -8,11 +8,15 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "backdown"
 
-INTERFACE = {"__main__", "cli", "main", "initialize", "run_command"}
-ENGINE = {"engine", "upload", "download", "transfer", "walk", "manifest"}
+INTERFACE = {"__main__", "cli", "main", "initialize", "run_command", "schedule_commands"}
+ENGINE = {
+    "engine", "upload", "download", "transfer", "walk", "manifest", "office_report",
+    "scheduled_runs",
+}  # fmt: skip
 PARTS = {
     "__init__", "errors", "environment", "paths", "plan", "share_names", "filters", "report",
-    "run_options", "progress", "profile", "profile_store", "credentials", "smb",
+    "run_options", "progress", "profile", "profile_store", "credentials", "smb", "schedule",
+    "history", "alerts", "os_scheduler",
 }  # fmt: skip
 PYSMB = {"ext:smb", "ext:nmb"}  # pysmb's packages (backdown's own smb package is "smb")
 

@@ -29,7 +29,7 @@ from backdown.profile_store import ProfileStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20
-MENU_PROMPT = r"Choose 1-9 \(q to quit\): "
+MENU_PROMPT = r"Choose 1-11 \(q to quit\): "
 
 LIST, CREATE, SWITCH, EDIT, RENAME, DELETE, TEST, UPLOAD, DOWNLOAD = map(str, range(1, 10))
 
@@ -217,9 +217,9 @@ def test_rename_and_delete_with_confirmation(
 
 
 def test_a_bad_menu_choice_is_asked_again(menu: MenuSession) -> None:
-    for bad in ("0", "10", "x"):
+    for bad in ("0", "12", "x"):
         menu.choose(bad)
-        menu.expect(f"'{bad}' is not on the menu: type a number from 1 to 9")
+        menu.expect(f"'{bad}' is not on the menu: type a number from 1 to 11")
     menu.choose(LIST)
     menu.expect("no profile yet: create one first")
     assert menu.quit() == 0
