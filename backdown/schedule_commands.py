@@ -15,13 +15,15 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from backdown import alerts, engine
 from backdown.alerts import Message, Targets
 from backdown.credentials import (
+    resolve_logon,
     resolve_password,
     save_password_to_file,
     unattended_password_problem,
@@ -379,35 +381,32 @@ def show_history(
 
 def run_due_command(env: Environment, store: ProfileStore) -> int:
     """One tick of the scheduled job: never asks, prints only what failed."""
-    handler = _log_to_file(env)
     history = History.open(env.data_path)
-    try:
-        deps = TickDeps(
-            logon=lambda profile: logon_for(profile, env),
-            backup=lambda profile, password: engine.backup(
-                profile,
-                password,
-                RunOptions(),
-                Subscriber(),
-                env.config_path,  # nobody watching
-            ),
-            targets=lambda profile: targets_for(profile, store),
-            send=alerts.send,
-            ping=alerts.ping,
-        )
-        results = run_due(store.profiles, history, deps)
-    finally:
-        history.close()
-        logging.getLogger("backdown").removeHandler(handler)
-        handler.close()
+    with _logging_to_file(env):
+        try:
+            deps = TickDeps(
+                # No prompt, even when started from a terminal: the job has nobody to ask.
+                logon=lambda profile: resolve_logon(profile, env),
+                backup=lambda profile, password: engine.backup(
+                    profile, password, RunOptions(), Subscriber(), env.config_path
+                ),
+                targets=lambda profile: targets_for(profile, store),
+                send=alerts.send,
+                ping=alerts.ping,
+            )
+            results = run_due(store.profiles, history, deps)
+        finally:
+            history.close()
     lines = summary_of(results)
     for line in lines:
         print(f"backdown: {line}", file=env.stderr)
     return int(ExitStatus.FILES_FAILED if lines else ExitStatus.SUCCESS)
 
 
-def _log_to_file(env: Environment) -> logging.Handler:
-    """Scheduled runs log to a rotating file in the data folder."""
+@contextmanager
+def _logging_to_file(env: Environment) -> Iterator[None]:
+    """Log to a rotating file in the data folder, and not to stderr (cron mails whatever a
+    job prints), for the length of the block."""
     path = log_path(env)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     handler = logging.handlers.RotatingFileHandler(
@@ -415,10 +414,17 @@ def _log_to_file(env: Environment) -> logging.Handler:
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("backdown")
+    saved = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    logger.propagate = False  # quiet on stderr: cron mails what a job prints
-    return handler
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        handler.close()
 
 
 # --------------------------------------------------------------------------- report

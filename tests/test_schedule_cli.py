@@ -379,3 +379,48 @@ def test_one_exported_profile_for_every_pc_and_the_admins_report(
     assert first.startswith("STALE") and "PC2" in first and "10 days ago" in first
     assert second.startswith("ok") and "PC1" in second
     assert run_cli(["report", "office", "--stale-after", "30d"], admin).code == 0
+
+
+# ------------------------------------------------------------- never blocks, never asks
+
+
+def test_a_damaged_history_is_moved_aside_and_the_backup_goes_on(rig: Rig) -> None:
+    data = Path(os.environ["BACKDOWN_DATA_DIR"])
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "history.sqlite3").write_bytes(b"this is not a database " * 200)
+    result = rig.cli("upload", "docs")
+    assert result.code == 0, result
+    assert_same_tree(rig.local, rig.share)
+    aside = [p.name for p in data.iterdir() if p.name.startswith("history.sqlite3.damaged-")]
+    assert len(aside) == 1, list(data.iterdir())
+    assert (data / aside[0]).read_bytes().startswith(b"this is not a database")
+    [run] = json_of(rig.cli("history", "--json"))  # type: ignore[misc]
+    assert run["outcome"] == "ok"
+
+
+def test_run_due_never_asks_for_a_password_even_at_a_terminal(
+    tmp_path: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    import sys
+
+    import pexpect
+
+    config = tmp_path / "config"
+    (tmp_path / "local").mkdir()
+    store = ProfileStore(config)
+    from backdown.profile import Profile
+
+    store.add(Profile(name="docs", local=str(tmp_path / "local"), server="127.0.0.1",
+                      share="backup", port=samba.port, remote_folder=remote_dir,
+                      user=samba.user, schedule_every="24h"))  # fmt: skip
+    store.save()
+    env = {k: v for k, v in os.environ.items() if k != "BACKDOWN_PASSWORD"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    child = pexpect.spawn(
+        sys.executable, ["-m", "backdown", "--config-dir", str(config), "schedule", "run-due"],
+        env=env, encoding="utf-8", timeout=30,
+    )  # fmt: skip
+    child.expect(pexpect.EOF)
+    child.close()
+    assert "Password" not in (child.before or "")
+    assert child.exitstatus == 1 and "no password for profile 'docs'" in (child.before or "")
