@@ -424,3 +424,23 @@ def test_run_due_never_asks_for_a_password_even_at_a_terminal(
     child.close()
     assert "Password" not in (child.before or "")
     assert child.exitstatus == 1 and "no password for profile 'docs'" in (child.before or "")
+
+
+def test_the_status_record_keeps_the_last_success_through_a_failed_run(rig: Rig) -> None:
+    (rig.local / "locked").mkdir()
+    (rig.local / "locked" / "x.txt").write_text("x")
+    assert rig.cli("upload", "docs").code == 0
+    record_path = rig.share / ".backdown" / "status" / f"{_client(rig)}.docs.json"
+    good = json.loads(record_path.read_text())
+    time.sleep(1.1)  # the record's times are whole seconds
+    (rig.local / "locked" / "y.txt").write_text("y")
+    os.chown(rig.share / "locked", 0, 0)
+    try:
+        assert rig.cli("upload", "docs").code == 1
+    finally:
+        rig.samba.chown(rig.share / "locked")
+    failed = json.loads(record_path.read_text())
+    assert (failed["outcome"], failed["ok"], failed["files_failed"]) == ("failed", False, 1)
+    assert failed["last_success"] == good["last_success"] == good["last_attempt"]
+    assert failed["last_attempt"] > good["last_attempt"]
+    assert failed["computer"] == _client(rig) and failed["format"] == 2
