@@ -268,12 +268,12 @@ def test_schedule_set_refuses_a_password_only_in_the_keyring_and_installs_nothin
         assert own.stat().st_mode & 0o777 == 0o600
         assert f"password={samba.password}" in own.read_text()
         assert not ring.entries, "one place holds the password now"
-        lines = [line for line in crontab_text().splitlines() if "backdown:" in line]
-        assert len(lines) == 2 and all(str(config) in line for line in lines), lines
+        lines = [line for line in crontab_text().splitlines() if str(config) in line]
+        assert len(lines) == 2 and all("# backdown:run-due-" in line for line in lines), lines
 
         again = run_cli(["schedule", "set", "docs", "--every", "4h"], config)
         assert again.code == 0, again
-        assert len([x for x in crontab_text().splitlines() if "backdown:" in x]) == 2
+        assert len([x for x in crontab_text().splitlines() if str(config) in x]) == 2
 
         listed = json_of(run_cli(["schedule", "list", "--json"], config))
         assert isinstance(listed, dict)
