@@ -104,6 +104,9 @@ def scheduler_for(env: Environment) -> SchedulerChoice:
         str(default_config_dir({}).resolve()),
     )
     user = engine.local_user()
+    domain = env.environ.get("USERDOMAIN", "")
+    if sys.platform == "win32" and domain and "\\" not in user:
+        user = f"{domain}\\{user}"  # how Task Scheduler names the user whose log-on starts it
     scheduler = pick_scheduler(sys.platform, _runner(env), Path.home(), user, spec=spec)
     return SchedulerChoice(scheduler, spec)
 

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from test_alerts import Inbox, smtp  # noqa: F401 (a real SMTP server on loopback)
 
 from backdown import alerts
 from backdown.errors import AuthError, ConnectError, LockedError
@@ -373,3 +374,30 @@ def test_an_alert_that_cannot_be_sent_never_fails_the_backup(history: History) -
     assert result.outcome == PARTIAL and world.backups == ["docs"]
     assert result.problems and "127.0.0.1" in result.problems[0]
     assert history.alerted_state("docs") == FAILING, "tried once; not again every tick"
+
+
+def test_an_overdue_laptop_sends_one_mail_and_one_when_it_is_back(
+    history: History,
+    smtp: tuple[Inbox, int],  # noqa: F811
+) -> None:
+    inbox, port = smtp
+    mail = f"mailto://127.0.0.1:{port}?from=backdown@example.com&to=admin@example.com&mode=insecure"
+    targets = alerts.Targets(urls=(mail,))
+    world = FakeWorld(now=at("2026-12-01 10:00"))
+
+    def run_tick() -> None:
+        tick(world, history, [profile("24h")], targets=lambda p: targets, send=alerts.send)
+
+    run_tick()
+    world.reachable = False
+    for _ in range(4 * 24 * 3):  # three days away, a tick every 15 minutes
+        world.now += 15 * 60
+        run_tick()
+    assert [m["Subject"] for _, m in inbox.mails] == ["BackDown: backup of docs on PC1 is overdue"]
+    assert inbox.mails[0][0] == ["admin@example.com"]
+    world.reachable = True
+    world.now += 15 * 60
+    run_tick()
+    subjects = [m["Subject"] for _, m in inbox.mails]
+    assert subjects[1:] == ["BackDown: backups of docs work again"]
+    assert len(world.backups) == 2
