@@ -191,7 +191,7 @@ def send(targets: Targets, message: Message, *, timeout: float = 30.0) -> list[s
                 problems.append(f"{job.label}: {job.problem}")
     except Exception as err:
         # A bug here must not fail the backup; the type says enough, the text may not be safe.
-        raise
+        problems.append(f"notifications not sent: unexpected {type(err).__name__}")
     for problem in problems:
         log.warning("%s", problem)
     return problems

@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -353,7 +355,9 @@ def logged(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], list[str]]
 def test_no_secret_reaches_a_problem_or_the_log(
     http: Callable[..., Recorder], tmp_path: Path, logged: Callable[[], list[str]]
 ) -> None:
+    # Each secret in one place only: one caught cannot hide another's leak.
     token, password = "T0KEN-in-the-path-7f3a9", "pa55-in-the-config-file"
+    other_password, other_token = "pa55-in-a-broken-file", "T0KEN-of-an-unknown-scheme"
     refusing = http(500)
     config = _private_file(
         tmp_path / "apprise.conf",
@@ -363,17 +367,19 @@ def test_no_secret_reaches_a_problem_or_the_log(
     problems = send(targets, MESSAGE)
     # A config file Apprise cannot read: its complaint quotes the lines.
     broken = _private_file(
-        tmp_path / "broken.yml", f"urls:\n  - json://x:{password}@127.0.0.1/\n  bad: [\n"
+        tmp_path / "broken.yml", f"urls:\n  - json://x:{other_password}@127.0.0.1/\n  bad: [\n"
     )
     problems += send(Targets(config_file=str(broken)), MESSAGE)
-    problems += send(Targets(urls=(f"nosuch://{token}@127.0.0.1",)), MESSAGE)
-    assert len(problems) == 4, problems
+    garbled = _private_file(tmp_path / "garbled.conf", f"json://127.0.0.1/\n==={other_password}\n")
+    problems += send(Targets(config_file=str(garbled)), MESSAGE)
+    problems += send(Targets(urls=(f"nosuch://{other_token}@127.0.0.1",)), MESSAGE)
+    assert len(problems) == 5, problems
     assert len(refusing.seen) == 2  # both were really tried
     assert "error=500" in problems[0]  # what the service said is still shown
     assert problems[0] in logged()  # the log was looked at, and has BackDown's line
-    assert "holds no URL" in problems[2]
+    assert "holds no URL" in problems[2] and "holds no URL" in problems[3]
     said = problems + logged()
-    for secret in (token, password):
+    for secret in (token, password, other_password, other_token):
         assert not [line for line in said if secret in line], secret
 
 
@@ -399,6 +405,13 @@ def test_send_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     assert send(Targets(urls=("json://127.0.0.1/x",)), MESSAGE) == [
         "notifications not sent: unexpected RuntimeError"
     ]
+
+
+def test_importing_alerts_leaves_apprise_unimported() -> None:
+    # apprise is slow to import and most runs never send: it is imported on first use.
+    code = "import sys, backdown.alerts; print('apprise' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_targets_empty() -> None:
@@ -484,7 +497,12 @@ def test_check_url_accepts_what_apprise_knows(url: str) -> None:
 
 @pytest.mark.parametrize(
     ("url", "shown"),
-    [("foo://bar", "foo://***"), ("not a url", "(not a URL)"), ("", "(not a URL)")],
+    [
+        ("foo://bar", "foo://***"),
+        ("not a url", "(not a URL)"),
+        ("", "(not a URL)"),
+        ("json://a.example.com,json://b.example.com", "json://***"),  # two, not one
+    ],
 )
 def test_check_url_refuses_the_rest_in_one_line(url: str, shown: str) -> None:
     assert check_url(url) == (
