@@ -193,7 +193,7 @@ def send(targets: Targets, message: Message, *, timeout: float = 30.0) -> list[s
         # A bug here must not fail the backup; the type says enough, the text may not be safe.
         problems.append(f"notifications not sent: unexpected {type(err).__name__}")
     for problem in problems:
-        log.warning("%s", problem)
+        log.info("%s", problem)  # at info: the caller decides what the user sees
     return problems
 
 
@@ -219,7 +219,7 @@ def ping(url: str, event: str, body: str = "", *, timeout: float = 10.0) -> str 
         problem = f"not sent (unexpected {type(err).__name__})"
     if problem is None:
         return None
-    log.warning("%s: %s", shown, problem)
+    log.info("%s: %s", shown, problem)
     return f"{shown}: {problem}"
 
 
@@ -322,7 +322,8 @@ def _read_config_file(path: str, problems: list[str]) -> str | None:
     missing, unreadable, not UTF-8, or open to other users."""
     what = f"notification config file {path}"
     try:
-        fd = os.open(os.path.expanduser(path), os.O_RDONLY)
+        # O_NONBLOCK: a FIFO put where the file should be must not hang the run.
+        fd = os.open(os.path.expanduser(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         problems.append(f"{what} does not exist; create it (mode 600) or change the profile")
         return None

@@ -9,8 +9,10 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,10 +22,9 @@ from backdown import __version__, schedule_commands
 from backdown.credentials import forget_password, rename_password, save_password
 from backdown.environment import Environment
 from backdown.errors import BackdownError, ExitStatus, UsageError
-from backdown.history import History
 from backdown.office_report import DEFAULT_DEPTH
-from backdown.profile import Profile, validate_profile
-from backdown.profile_store import ProfileStore, tomllib
+from backdown.profile import Profile, validate_profile, validate_schedule
+from backdown.profile_store import ProfileStore, tomllib, write_private_file
 from backdown.run_command import Output, run_operation
 from backdown.run_options import (
     DEFAULT_MAX_DELETE,
@@ -370,8 +371,10 @@ def _schedule_parsers(commands: Any) -> None:
     alert_actions = alerts.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     alert_actions.required = True
     alert_set = alert_actions.add_parser("set", help="alert targets used for every profile")
-    alert_set.add_argument("--notify", metavar="URL", action="append", default=[])
-    alert_set.add_argument("--notify-config", metavar="FILE", default=None)
+    alert_set.add_argument(
+        "--notify", metavar="URL", action="append", help="repeatable; '' clears them"
+    )
+    alert_set.add_argument("--notify-config", metavar="FILE", help="'' clears it")
     alert_show = alert_actions.add_parser("show", help="where alerts go (URLs shortened)")
     alert_show.add_argument("name", nargs="?")
     alert_test = alert_actions.add_parser("test", help="send a test alert")
@@ -393,7 +396,8 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
         if args.data_dir:
             env.data_dir = Path(args.data_dir).expanduser()
         _setup_logging(args.verbose)
-        return int(_dispatch(args, env))
+        with _terminate_as_interrupt():
+            return int(_dispatch(args, env))
     except BackdownError as exc:
         _report_error(env, exc, argv)
         return int(exc.exit_status)
@@ -411,6 +415,24 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             file=env.stderr,
         )
         return int(ExitStatus.FILES_FAILED)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a shutdown, a scheduler stopping the job) ends a run as Ctrl-C does: cleanly,
+    and recorded in the history as interrupted rather than left "running"."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a signal handler (tests run main() in threads)
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _report_error(env: Environment, exc: BackdownError, argv: list[str]) -> None:
@@ -511,9 +533,7 @@ def _profile_command(
         store.save()  # first: a password that cannot be moved is asked for by the new name
         rename_password(args.old, profile, env)
         store.save()
-        history = History.open(env.data_path)
-        history.rename_profile(args.old, profile.name)
-        history.close()
+        schedule_commands.rename_in_history(env, args.old, profile.name)
         _say(env, out, f"profile '{args.old}' renamed to '{profile.name}'")
     elif args.action == "export":
         _export_profile(env, store.get(args.name), args.to)
@@ -521,17 +541,14 @@ def _profile_command(
         _import_profile(args, env, store, out)
     elif args.action == "remove":
         profile = store.get(args.name)
-        if profile.schedule_every:
-            raise UsageError(
-                f"profile '{profile.name}' has a schedule: remove it first with "
-                f"'backdown schedule remove {profile.name}'"
-            )
         if not args.yes and not _confirm(env, f"Remove profile '{profile.name}'? [y/N] "):
             raise UsageError(f"profile '{profile.name}' not removed: confirm with --yes")
+        lines = schedule_commands.before_delete(env, store, profile.name)
         store.remove(profile.name)
         store.save()
         forget_password(profile, env)
-        _say(env, out, f"profile '{profile.name}' removed (the backups on the share are kept)")
+        _say(env, out, *lines,
+             f"profile '{profile.name}' removed (the backups on the share are kept)")  # fmt: skip
     return ExitStatus.SUCCESS
 
 
@@ -554,7 +571,9 @@ def _export_profile(env: Environment, profile: Profile, to: str | None) -> None:
         env.stdout.write(text)
         return
     try:
-        Path(to).expanduser().write_text(text, encoding="utf-8")
+        # 0600 like profiles.toml: alert URLs may carry tokens. Copy it to the other PCs
+        # by a way only their users can read.
+        write_private_file(Path(to).expanduser(), text.encode("utf-8"))
     except OSError as err:
         raise UsageError(f"cannot write {to}: {(err.strerror or 'error').lower()}") from None
     print(f"profile '{profile.name}' written to {to} (no password inside)", file=env.stdout)
@@ -588,6 +607,11 @@ def _import_profile(
     store.set_current(profile.name)
     store.save()
     lines = [f"profile '{profile.name}' imported: {profile.local} -> {profile.unc}", message]
+    try:
+        schedule = validate_schedule(*schedule)
+    except UsageError as err:
+        lines.append(f"the exported schedule was not used: {err}")
+        schedule = ("", "", "")
     if schedule[0]:
         every = f"--every {schedule[0]}"
         every += f" --between {schedule[1]}" if schedule[1] else ""
@@ -609,6 +633,15 @@ def _apply_fields(profile: Profile, args: argparse.Namespace) -> None:
     if getattr(args, "notify", None) is not None:
         profile.notify = list(args.notify)
     validate_profile(profile)
+    if getattr(args, "notify_config", None):
+        _existing_file(profile.notify_config)
+
+
+def _existing_file(path: str) -> str:
+    """A file named on the command line must be there now (it is read at each alert)."""
+    if path and not os.path.isfile(path):
+        raise UsageError(f"{path} does not exist or is not a file; create it (mode 600) first")
+    return path
 
 
 def _maybe_save_password(profile: Profile, args: argparse.Namespace, env: Environment) -> str:
@@ -723,9 +756,12 @@ def _alerts_command(
     from backdown.profile import validate_notify, validate_optional_path
 
     if args.action == "set":
-        store.notify = validate_notify(args.notify)
+        if args.notify is None and args.notify_config is None:
+            raise UsageError("give --notify URL (repeatable) and/or --notify-config FILE")
+        if args.notify is not None:
+            store.notify = validate_notify(args.notify)
         if args.notify_config is not None:
-            store.notify_config = validate_optional_path(args.notify_config)
+            store.notify_config = _existing_file(validate_optional_path(args.notify_config))
         store.save()
         _say(env, out, f"alerts for every profile go to {len(store.notify)} URL(s)"
              + (f" and {store.notify_config}" if store.notify_config else ""))  # fmt: skip
@@ -760,9 +796,12 @@ def _alerts_command(
     if targets.ping_url:
         problem = alerts.ping(targets.ping_url, "success", "BackDown test ping")
         problems += [f"ping: {problem}"] if problem else []
+    if out.json:
+        print(json.dumps({"ok": not problems, "problems": problems}), file=env.stdout)
     for problem in problems:
         print(f"{PROG}: {problem}", file=env.stderr)
     if problems:
         return ExitStatus.FILES_FAILED
-    _say(env, out, "test alert sent")
+    if not out.json:
+        _say(env, out, "test alert sent")
     return ExitStatus.SUCCESS

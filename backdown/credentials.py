@@ -128,14 +128,7 @@ def save_password(profile: Profile, password: str, env: Environment) -> str:
             # The keyring comes first when reading, so our file would only be a stale copy.
             _remove_own_file(profile, own)
             return "password saved in the system keyring"
-    _check_storable(password)
-    try:
-        _write_own_file(profile, password, own, env)
-    except OSError as err:
-        raise CredentialsError(
-            f"cannot save the password in {own}: {(err.strerror or 'error').lower()}; "
-            f"check that {own.parent} is writable, or give it with --password-stdin each time"
-        ) from None
+    _save_own_file(profile, password, own, env)
     replaced = ""
     if profile.credentials_file and not _same_file(profile.credentials_file, own):
         replaced = f"; the profile no longer uses {profile.credentials_file}"
@@ -171,24 +164,23 @@ def unattended_password_problem(profile: Profile, platform: str) -> str | None:
 
 
 def save_password_to_file(profile: Profile, password: str, env: Environment) -> str:
-    """Save the password in our own 0600 credentials file (for scheduled runs) and drop the
-    keyring's copy, so that one place holds it; returns a line saying where it went."""
+    """Save the password in our own 0600 credentials file (for scheduled runs) and point the
+    profile at it; returns a line saying where it went. The keyring's copy stays until the
+    caller has saved the profile (forget_keyring_copy), so no failure loses the password."""
     own = own_credentials_path(profile.name, env)
-    _check_storable(password)
-    try:
-        _write_own_file(profile, password, own, env)
-    except OSError as err:
-        raise CredentialsError(
-            f"cannot save the password in {own}: {(err.strerror or 'error').lower()}"
-        ) from None
+    _save_own_file(profile, password, own, env)
     profile.credentials_file = str(own)
+    return f"password saved in {own} (readable only by you) for scheduled runs"
+
+
+def forget_keyring_copy(name: str) -> None:
+    """Drop the keyring's copy of a password now kept in our own file: one place holds it."""
     backend = _usable_keyring()
     if backend is not None:
         try:
-            backend.delete_password(SERVICE, profile.name)
+            backend.delete_password(SERVICE, name)
         except Exception:
-            pass  # nothing there, or a keyring we cannot change: the file comes second anyway
-    return f"password saved in {own} (readable only by you) for scheduled runs"
+            pass  # nothing there, or a keyring we cannot change: the file is read second anyway
 
 
 def forget_password(profile: Profile, env: Environment) -> None:
@@ -247,7 +239,8 @@ def read_credentials_file(path: str) -> dict[str, str]:
     end in spaces. Refused if other users can read or change the file.
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # O_NONBLOCK: a FIFO put where the file should be must not hang the run.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise CredentialsError(
             f"credentials file {path} does not exist; create it (mode 600) or change the "
@@ -263,6 +256,8 @@ def read_credentials_file(path: str) -> dict[str, str]:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise CredentialsError(f"credentials file {path} is a folder; give a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise CredentialsError(f"credentials file {path} is not a regular file; give a file")
         mode = stat.S_IMODE(info.st_mode)
         # Windows has no such modes (os.stat reports 0666), so the check is POSIX only.
         if os.name == "posix" and mode & 0o077:
@@ -400,6 +395,18 @@ def _set_confirmed(backend: KeyringBackend, name: str, password: str) -> bool:
         return backend.get_password(SERVICE, name) == password
     except Exception:
         return False
+
+
+def _save_own_file(profile: Profile, password: str, own: Path, env: Environment) -> None:
+    """Write our credentials file, or say in one line why it cannot be."""
+    _check_storable(password)
+    try:
+        _write_own_file(profile, password, own, env)
+    except OSError as err:
+        raise CredentialsError(
+            f"cannot save the password in {own}: {(err.strerror or 'error').lower()}; "
+            f"check that {own.parent} is writable, or give it with --password-stdin each time"
+        ) from None
 
 
 def _write_own_file(profile: Profile, password: str, own: Path, env: Environment) -> None:

@@ -148,21 +148,42 @@ class History:
 
     @classmethod
     def open(cls, data_dir: Path) -> History:
-        """Open (or create) the history in data_dir; never raises."""
+        """Open (or create) the history in data_dir; never raises.
+
+        Only a file that is not a database, or a damaged one, is moved aside and replaced;
+        a busy, read-only or newer one is never touched: it is read if it can be, and what
+        cannot be written is said in `problem`.
+        """
         path = Path(data_dir) / FILE_NAME
         try:
             _private_dir(path.parent)
             return cls(path, _connect(path))
-        except sqlite3.DatabaseError as err:
-            aside = _move_aside(path)
-            log.warning("the run history %s could not be read (%s); moved to %s", path, err, aside)
+        except _Damaged as err:
             try:
-                return cls(path, _connect(path), "")
-            except (sqlite3.Error, OSError) as again:
-                return cls(path, None, f"cannot keep the run history in {path}: {again}")
+                aside = _move_aside(path)
+                fresh = _connect(path)
+            except (sqlite3.Error, OSError, _Damaged) as again:
+                return cls._read_only(path, f"the run history {path} is damaged ({err}): {again}")
+            log.warning("the run history %s was damaged (%s); moved to %s", path, err, aside)
+            return cls(path, fresh)
         except (sqlite3.Error, OSError) as err:
-            log.warning("cannot keep the run history in %s: %s", path, err)
-            return cls(path, None, f"cannot keep the run history in {path}: {err}")
+            return cls._read_only(path, f"cannot write the run history {path}: {_why(err)}")
+
+    @classmethod
+    def _read_only(cls, path: Path, problem: str) -> History:
+        """The history for reading only, when it can be read at all; `problem` says why
+        (the caller tells the user)."""
+        log.info("%s", problem)
+        try:
+            db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_SECONDS)
+            db.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+        except (sqlite3.Error, OSError, ValueError):
+            return cls(path, None, problem)
+        return cls(path, db, problem)
+
+    @property
+    def writable(self) -> bool:
+        return self._db is not None and not self.problem
 
     def close(self) -> None:
         if self._db is not None:
@@ -172,7 +193,7 @@ class History:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection | None]:
         """A transaction; a database error is logged, never raised (a run goes on)."""
-        if self._db is None:
+        if self._db is None or self.problem:
             yield None
             return
         try:
@@ -396,18 +417,28 @@ def _with_failures(record: RunRecord, failures: list[Failure]) -> RunRecord:
     return replace(record, failures=failures)
 
 
+class _Damaged(Exception):
+    """The history file is not a database, or a damaged one: it may be moved aside."""
+
+
 def _connect(path: Path) -> sqlite3.Connection:
-    """Open the file and make sure it is our database, in our schema; raises
-    sqlite3.DatabaseError for a file that is not one."""
+    """Open the file and make sure it is our database, in our schema. Raises _Damaged for a
+    file that is not a database or is damaged; sqlite3.Error or OSError for one that is
+    busy, read-only, written by a newer BackDown, or cannot be made."""
     db = sqlite3.connect(str(path), timeout=BUSY_SECONDS, isolation_level=None)
     try:
         db.execute("PRAGMA foreign_keys = ON")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"written by a newer BackDown (schema {version})")
-        ok = db.execute("PRAGMA quick_check").fetchone()[0]
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            ok = db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.OperationalError:
+            raise  # locked, unreadable: not damaged
+        except sqlite3.DatabaseError as err:  # "file is not a database", "malformed"
+            raise _Damaged(str(err)) from None
         if ok != "ok":
-            raise sqlite3.DatabaseError(f"damaged ({ok})")
+            raise _Damaged(f"damaged: {ok}")
+        if version > SCHEMA_VERSION:
+            raise sqlite3.OperationalError(f"written by a newer BackDown (schema {version})")
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.isolation_level = "DEFERRED"  # back to transactions for `with db:`
@@ -422,14 +453,21 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _move_aside(path: Path) -> Path:
-    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-    try:
-        path.replace(aside)
-    except OSError:
-        path.unlink(missing_ok=True)
+    """Rename the damaged file to a name of its own (never deleted: it may still be read)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S") + f".{time.time_ns() % 1_000_000_000:09d}"
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    path.replace(aside)
     for suffix in ("-journal", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.replace(aside.with_name(aside.name + suffix))
     return aside
+
+
+def _why(err: BaseException) -> str:
+    if isinstance(err, OSError):
+        return (err.strerror or str(err)).lower()
+    return str(err)
 
 
 def _private_dir(folder: Path) -> None:

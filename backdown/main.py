@@ -24,7 +24,14 @@ from backdown.profile_store import ProfileStore
 from backdown.run_command import Output, run_operation
 from backdown.run_options import DEFAULT_TRANSFERS, RunOptions
 from backdown.schedule import days_text, interval_text, parse_days, parse_interval, parse_window
-from backdown.schedule_commands import lift_lockout, remove_schedule, set_schedule, status
+from backdown.schedule_commands import (
+    before_delete,
+    lift_lockout,
+    remove_schedule,
+    rename_in_history,
+    set_schedule,
+    status,
+)
 
 MAX_TRANSFERS = 64  # as the command line's --transfers
 QUIT = "q"
@@ -214,13 +221,18 @@ class Menu:
         self.store.save()  # first: a password that cannot be moved is asked for by the new name
         rename_password(old, profile, self.env)
         self.store.save()
+        rename_in_history(self.env, old, new)
         self.io.say(f"profile '{old}' renamed to '{new}'")
 
     def delete(self, profile: Profile) -> None:
         question = f"Delete profile '{profile.name}' and its saved password?"
+        if profile.schedule_every:
+            question = f"Delete profile '{profile.name}', its saved password and its schedule?"
         if not self.io.confirm(question, default=False):
             self.io.say("not deleted")
             return
+        for line in before_delete(self.env, self.store, profile.name):
+            self.io.say(line)
         self.store.remove(profile.name)
         self.store.save()
         forget_password(profile, self.env)

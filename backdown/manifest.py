@@ -135,6 +135,11 @@ def iso_time(when: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
+def _utc_offset_minutes(when: float) -> int:
+    offset = time.localtime(when).tm_gmtoff
+    return int(offset // 60)
+
+
 def status_record(
     profile: Profile,
     report: RunReport,
@@ -159,6 +164,12 @@ def status_record(
         "remote_folder": profile.remote_folder,
         "schedule": schedule.describe() if schedule else "",
         "interval_seconds": schedule.every if schedule else None,
+        # The schedule as set, and this computer's offset from UTC: the report judges
+        # "stale" by the window and days in the computer's own local time.
+        "every": profile.schedule_every,
+        "between": profile.schedule_between,
+        "days": profile.schedule_days,
+        "utc_offset_minutes": _utc_offset_minutes(now),
         "last_attempt": stamp,
         "last_success": last_success if isinstance(last_success, str) else None,
         "outcome": "ok" if report.ok else "failed",

@@ -14,14 +14,16 @@ import calendar
 import io
 import json
 import time
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 from typing import Any
 
-from backdown.errors import RemoteFileError
+from backdown.errors import RemoteFileError, UsageError
 from backdown.manifest import STATUS, iso_time
 from backdown.paths import META_DIR, rjoin
-from backdown.schedule import UNSCHEDULED_OVERDUE
+from backdown.schedule import UNSCHEDULED_OVERDUE, Schedule, overdue_at
 from backdown.smb import RemoteEntry, RemoteNotFound, Session
 
 # How many levels of folders below the report's root are looked in: enough for
@@ -30,6 +32,8 @@ DEFAULT_DEPTH = 3
 # A status record is a few hundred bytes; anything much larger in status/ is not one, and
 # is not read into memory.
 MAX_RECORD_BYTES = 1 << 20
+# A last success this far in the future is not believed (clocks drift a little; not a day).
+FUTURE_SLACK = 86400
 
 Found = tuple[str, dict[str, Any]]
 
@@ -209,14 +213,20 @@ def _row(folder: str, record: dict[str, Any], now: float, stale_after: float | N
     if outcome not in ("ok", "failed"):
         outcome = "ok" if ok is True else "failed" if ok is False else "unknown"
     interval = _positive_int(record.get("interval_seconds"))
-    if stale_after is None:
-        stale_after = 2 * interval if interval else UNSCHEDULED_OVERDUE
+    if last_success is not None and last_success > now + FUTURE_SLACK:
+        last_success = None  # a clock far ahead, or an edited record: not a success to trust
     age = None if last_success is None else now - last_success
+    if last_success is None or age is None:
+        stale = True
+    elif stale_after is not None:
+        stale = age > stale_after
+    else:
+        stale = now > _overdue_at(record, interval, last_success)
     return StatusRow(
         folder=folder,
-        computer=str(record.get("computer", record.get("client", ""))),
+        computer=_text(record.get("computer", record.get("client", ""))),
         user=_text(record.get("user")),
-        profile=str(record.get("profile", "")),
+        profile=_text(record.get("profile", "")),
         schedule=_text(record.get("schedule")),
         interval_seconds=interval,
         last_success=last_success,
@@ -225,9 +235,28 @@ def _row(folder: str, record: dict[str, Any], now: float, stale_after: float | N
         files_failed=_positive_int(record.get("files_failed")) or 0,
         version=_text(record.get("version")),
         age=age,
-        stale=age is None or age > stale_after,
+        stale=stale,
         failing=outcome != "ok",
     )
+
+
+def _overdue_at(record: dict[str, Any], interval: int | None, last_success: float) -> float:
+    """When the record's profile becomes stale: by its schedule's window and days, in its
+    computer's time zone (format 2 records of this version), else by twice its interval, or
+    a week without one."""
+    offset = record.get("utc_offset_minutes")
+    every = record.get("every")
+    if isinstance(every, str) and every and isinstance(offset, int) and abs(offset) < 1440:
+        try:
+            schedule = Schedule.parse(
+                every, _text(record.get("between")), _text(record.get("days"))
+            )
+        except UsageError:
+            schedule = None
+        if schedule is not None:
+            zone = timezone(timedelta(minutes=offset))
+            return overdue_at(schedule, last_success, zone)
+    return last_success + (2 * interval if interval else UNSCHEDULED_OVERDUE)
 
 
 def _positive_int(value: object) -> int | None:
@@ -235,7 +264,11 @@ def _positive_int(value: object) -> int | None:
 
 
 def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
+    """A record's text as it may be shown: control characters (terminal escapes, line
+    breaks that would forge a row) become '?'. Any computer can write a record."""
+    if not isinstance(value, str):
+        return ""
+    return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in value)[:200]
 
 
 def _parse_time(value: object) -> float | None:

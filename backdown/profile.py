@@ -15,6 +15,7 @@ from typing import Any
 
 from backdown.errors import UsageError
 from backdown.schedule import Schedule
+from backdown.share_names import encode
 
 DEFAULT_PORT = 445
 MODES = ("copy", "mirror")
@@ -216,12 +217,14 @@ def expand_remote_folder(folder: str, computer: str, user: str, today: str) -> s
 
     def fill(match: re.Match[str]) -> str:
         value = values[match.group(1)]
-        if not value or "/" in value or "\\" in value or set(value) & _BAD_SMB_CHARS:
+        if not value.strip(" .") or "/" in value or "\\" in value:
             raise UsageError(
                 f"{{{match.group(1)}}} in the remote folder would be {value!r}, which cannot "
                 "be a folder name on the share; change the remote folder"
             )
-        return value
+        # Stored as any file name is: a trailing dot or space, 'con', ':' and the like come
+        # out as names every server can hold (share_names.encode), the same on every run.
+        return encode(value)
 
     return validate_remote_folder(_PLACEHOLDER_RE.sub(fill, folder))
 

@@ -70,6 +70,8 @@ def run_operation(
     profile's health changed (to `notify`, when given).
     """
     history = History.open(env.data_path)
+    if history.problem:
+        print(f"backdown: note: {history.problem}; this run is not recorded", file=env.stderr)
     kind = "dry-run" if options.dry_run else operation
     try:
         with recorded(history, profile.name, kind, MANUAL, time.time) as slot:

@@ -138,9 +138,15 @@ def is_due(
     return next_due(schedule, now, last_success, last_failure) <= now
 
 
-def overdue_after(schedule: Schedule | None) -> int:
-    """Seconds without a success that make a profile overdue: twice its interval, or a week."""
-    return 2 * schedule.every if schedule else UNSCHEDULED_OVERDUE
+def overdue_at(schedule: Schedule | None, since: float, tz: tzinfo | None = None) -> float:
+    """When a profile whose last success (or, never successful, first attempt) was at `since`
+    becomes overdue: one whole interval after its backup fell due inside its window and on
+    its days (twice the interval for a schedule without either); a week without a schedule.
+    So a weekday schedule is not overdue over the weekend."""
+    if schedule is None:
+        return since + UNSCHEDULED_OVERDUE
+    fell_due = schedule.next_allowed(_local(since + schedule.every, tz))
+    return fell_due.timestamp() + schedule.every
 
 
 def _local(posix: float, tz: tzinfo | None) -> datetime:
@@ -165,6 +171,17 @@ def parse_interval(text: str) -> int:
         )
     if seconds > MAX_EVERY:
         raise UsageError(f"an interval of {text!r} is too long: give at most 366d")
+    return seconds
+
+
+def parse_age(text: str, what: str) -> int:
+    """An age such as '2d', '36h' or '90m' -> seconds (from 1 minute to 10 years)."""
+    compact = str(text).strip().lower().replace(" ", "")
+    if not compact or _INTERVAL_RE.sub("", compact):
+        raise UsageError(f"{what} {text!r} is not an age: give a number and a unit, like 2d")
+    seconds = sum(int(n) * _UNITS[unit] for n, unit in _INTERVAL_RE.findall(compact))
+    if not 60 <= seconds <= 3650 * 86400:
+        raise UsageError(f"{what} {text!r} is out of range: give from 1m to 3650d")
     return seconds
 
 

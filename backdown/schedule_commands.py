@@ -23,6 +23,7 @@ from pathlib import Path
 from backdown import alerts, engine
 from backdown.alerts import Message, Targets
 from backdown.credentials import (
+    forget_keyring_copy,
     resolve_logon,
     resolve_password,
     save_password_to_file,
@@ -46,7 +47,7 @@ from backdown.profile_store import ProfileStore
 from backdown.progress import Subscriber
 from backdown.run_command import Output, logon_for
 from backdown.run_options import RunOptions
-from backdown.schedule import parse_interval
+from backdown.schedule import parse_age
 from backdown.scheduled_runs import (
     Health,
     TickDeps,
@@ -77,6 +78,23 @@ def lift_lockout(env: Environment, name: str) -> None:
         history.clear_lockout(name)
     finally:
         history.close()
+
+
+def rename_in_history(env: Environment, old: str, new: str) -> None:
+    """A renamed profile keeps its runs, lock-out and alert state."""
+    history = History.open(env.data_path)
+    try:
+        history.rename_profile(old, new)
+    finally:
+        history.close()
+
+
+def before_delete(env: Environment, store: ProfileStore, name: str) -> list[str]:
+    """Take a profile's schedule away before it is deleted (and the OS job with the last
+    one), so that no job is left behind that nothing can remove."""
+    if not store.get(name).schedule_every:
+        return []
+    return remove_schedule(env, store, name)
 
 
 def log_path(env: Environment) -> Path:
@@ -143,30 +161,31 @@ def set_schedule(
     whatever fails, nothing is left half done.
     """
     profile = store.get(name)
+    if not str(every).strip():
+        raise UsageError("give an interval with --every, like 24h ('schedule remove' ends one)")
     every, between, days = validate_schedule(every, between, days)
     lines: list[str] = []
-    problem = unattended_password_problem(profile, sys.platform)
-    if problem is not None:
-        asked = f"Save the password in {_own_file(env, profile)} (readable only by you)? [y/N] "
-        if not save_password_file and not (confirm is not None and confirm(asked)):
-            raise CredentialsError(
-                f"a scheduled run of '{profile.name}' could not log on: {problem}; run "
-                f"'backdown schedule set {profile.name} --every {every} "
-                "--save-password-file' to keep it in a file readable only by you"
-            )
-        prompt = None if confirm is None else _prompt_for(env)
-        password = resolve_password(profile, env, password_stdin=password_stdin, prompt=prompt)
-        lines.append(save_password_to_file(profile, password, env))
-    choice = scheduler_for(env)
+    password = _password_for_the_job(env, profile, every, save_password_file, password_stdin,
+                                     confirm)  # fmt: skip
+    choice = scheduler_for(env)  # before anything is written: no scheduler, nothing changed
     choice.scheduler.install(choice.spec)
-    profile.schedule_every, profile.schedule_between, profile.schedule_days = every, between, days
-    store.replace(profile.name, profile)
+    own_file = None
     try:
+        if password is not None:
+            lines.append(save_password_to_file(profile, password, env))
+            own_file = Path(profile.credentials_file)
+        profile.schedule_every, profile.schedule_between = every, between
+        profile.schedule_days = days
+        store.replace(profile.name, profile)
         store.save()
-    except Exception:
+    except BaseException:
+        if own_file is not None:
+            own_file.unlink(missing_ok=True)
         if not any(p.schedule_every for p in store.profiles if p is not profile):
             choice.scheduler.remove(choice.spec)
         raise
+    if password is not None:
+        forget_keyring_copy(profile.name)
     schedule = profile.schedule
     assert schedule is not None
     lines.insert(0, f"'{profile.name}' is backed up {schedule.describe()} when due")
@@ -176,6 +195,30 @@ def set_schedule(
         lines.append(state.note)
     lines.append(f"scheduled runs log to {log_path(env)}")
     return lines
+
+
+def _password_for_the_job(
+    env: Environment,
+    profile: Profile,
+    every: str,
+    save_password_file: bool,
+    password_stdin: bool,
+    confirm: Callable[[str], bool] | None,
+) -> str | None:
+    """The password to keep in a file for scheduled runs, when they could not get it
+    otherwise (asking first, when someone is there to ask); None when they can."""
+    problem = unattended_password_problem(profile, sys.platform)
+    if problem is None:
+        return None
+    asked = f"Save the password in {_own_file(env, profile)} (readable only by you)? [y/N] "
+    if not save_password_file and not (confirm is not None and confirm(asked)):
+        raise CredentialsError(
+            f"a scheduled run of '{profile.name}' could not log on: {problem}; run "
+            f"'backdown schedule set {profile.name} --every {every} --save-password-file' "
+            "to keep it in a file readable only by you"
+        )
+    prompt = None if confirm is None else _prompt_for(env)
+    return resolve_password(profile, env, password_stdin=password_stdin, prompt=prompt)
 
 
 def _own_file(env: Environment, profile: Profile) -> Path:
@@ -324,14 +367,19 @@ def status(env: Environment, store: ProfileStore, out: Output) -> int:
     now = time.time()
     try:
         states = [(p, health(p, history, now)) for p in store.profiles]
+        problem = history.problem
     finally:
         history.close()
-    attention = any(state.attention for _, state in states)
+    # A history that cannot be written means scheduled backups are paused: attention.
+    attention = bool(problem) or any(state.attention for _, state in states)
     code = ExitStatus.ATTENTION if attention else ExitStatus.SUCCESS
     if out.json:
         rows = [_health_json(p, state, now) for p, state in states]
-        print(json.dumps({"ok": not attention, "profiles": rows}), file=env.stdout)
+        data = {"ok": not attention, "profiles": rows, "history_problem": problem or None}
+        print(json.dumps(data), file=env.stdout)
         return int(code)
+    if problem:
+        print(f"HISTORY: {problem}; scheduled backups are paused", file=env.stdout)
     if not states:
         print("no profiles yet: add one with 'backdown profile add'", file=env.stdout)
     for profile, state in states:
@@ -350,8 +398,8 @@ def status(env: Environment, store: ProfileStore, out: Output) -> int:
 def show_history(
     env: Environment, store: ProfileStore, name: str | None, limit: int, out: Output
 ) -> int:
-    if limit < 1:
-        raise UsageError("--limit must be 1 or more")
+    if not 1 <= limit <= 1_000_000:
+        raise UsageError("--limit must be a number from 1 to 1000000")
     if name is not None:
         name = store.get(name).name
     history = History.open(env.data_path)
@@ -384,9 +432,18 @@ def show_history(
 
 def run_due_command(env: Environment, store: ProfileStore) -> int:
     """One tick of the scheduled job: never asks, prints only what failed."""
-    history = History.open(env.data_path)
     with _logging_to_file(env):
+        history = History.open(env.data_path)
         try:
+            if not history.writable:
+                # Without a history there is no "due" and no lock-out after a refused
+                # password: backing up anyway could run every tick or lock an account.
+                print(
+                    f"backdown: scheduled backups are paused: {history.problem}; fix that "
+                    "(or give another --data-dir) and they start again",
+                    file=env.stderr,
+                )
+                return int(ExitStatus.FILES_FAILED)
             deps = TickDeps(
                 # No prompt, even when started from a terminal: the job has nobody to ask.
                 logon=lambda profile: resolve_logon(profile, env),
@@ -411,10 +468,17 @@ def _logging_to_file(env: Environment) -> Iterator[None]:
     """Log to a rotating file in the data folder, and not to stderr (cron mails whatever a
     job prints), for the length of the block."""
     path = log_path(env)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=LOG_BYTES, backupCount=LOG_KEEP, encoding="utf-8"
-    )
+    handler: logging.Handler
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=LOG_BYTES, backupCount=LOG_KEEP, encoding="utf-8"
+        )
+    except OSError as err:
+        # No log file: say so once, and log to stderr (warnings only) instead.
+        print(f"backdown: cannot write the log {path}: {err.strerror or err}", file=env.stderr)
+        handler = logging.StreamHandler(env.stderr)
+        handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("backdown")
     saved = (logger.level, logger.propagate)
@@ -447,7 +511,7 @@ def office_report(
     is stale or failing."""
     if not 0 <= depth <= 10:
         raise UsageError("--depth must be from 0 to 10")
-    limit = float(parse_interval(stale_after)) if stale_after else None
+    limit = float(parse_age(stale_after, "--stale-after")) if stale_after else None
     profile, password = logon_for(store.get(name), env, password_stdin)
     rows, problems = engine.office_report(profile, password, depth, limit)
     bad = [r for r in rows if r.stale or r.failing]

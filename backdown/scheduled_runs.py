@@ -39,7 +39,7 @@ from backdown.history import (
 )
 from backdown.profile import Profile
 from backdown.report import RunReport
-from backdown.schedule import next_due, overdue_after
+from backdown.schedule import next_due, overdue_at
 
 log = logging.getLogger("backdown.schedule")
 
@@ -85,7 +85,7 @@ def health(profile: Profile, history: History, now: float, tz: tzinfo | None = N
         detail = attempt.message or f"{attempt.files_failed} files failed"
         return Health(FAILING, last_success, attempt, due, detail)
     since = last_success if last_success is not None else history.first_attempt(profile.name)
-    if since is not None and now - since > overdue_after(schedule):
+    if since is not None and now > overdue_at(schedule, since, tz):
         return Health(OVERDUE, last_success, attempt, due, _overdue_detail(last_success, now))
     if last_success is None:
         return Health(NEVER, None, attempt, due)
@@ -241,12 +241,17 @@ def update_alerts(
     previous = history.alerted_state(profile.name)
     if current == previous:
         return []
-    history.set_alerted_state(profile.name, current)
-    if send is None or (not targets.urls and not targets.config_file):
+    reachable_by = len(targets.urls) + (1 if targets.config_file else 0)
+    if send is None or not reachable_by:
+        history.set_alerted_state(profile.name, current)
         return []
     problems = send(targets, alert_message(profile, state, previous, now))
     for problem in problems:
         log.warning("alert not delivered: %s", problem)
+    # Told when at least one target heard it; when none did (the mail server down at that
+    # moment), the next tick tries again.
+    if len(problems) < reachable_by:
+        history.set_alerted_state(profile.name, current)
     return problems
 
 
@@ -306,7 +311,6 @@ def summary_of(results: list[TickResult]) -> list[str]:
     for r in results:
         if r.failed:
             lines.append(f"{r.profile}: backup {r.outcome}: {r.message}")
-        elif r.action == "locked-out" and r.message:
-            continue  # reported once, by the run that was refused and by `backdown status`
-        lines += [f"{r.profile}: {p}" for p in r.problems]
+    # Alerts and pings that failed are in the log only: printing them would have cron mail
+    # the same line every 15 minutes.
     return lines

@@ -319,3 +319,34 @@ def test_a_row_as_json() -> None:
         "version": "0.3.0", "age": 172800, "stale": False, "failing": False,
     }  # fmt: skip
     json.dumps(row.to_json())  # JSON-ready as it is
+
+
+def test_a_weekday_schedule_is_not_stale_over_the_weekend() -> None:
+    # Last success Friday 2026-12-04 18:30 at UTC+1; every 24h, 08:00-19:00, mon-fri.
+    friday = calendar_time("2026-12-04 17:30")  # 18:30 local
+    weekdays = {"every": "24h", "between": "08:00-19:00", "days": "mon-fri",
+                "utc_offset_minutes": 60, "interval_seconds": 86400}  # fmt: skip
+    record = _record("PC", None, **weekdays) | {"last_success": iso_time(friday)}
+    for now, stale in (
+        ("2026-12-06 18:00", False),  # Sunday evening
+        ("2026-12-08 06:59", False),  # Tuesday, just before 08:00 local
+        ("2026-12-08 07:01", True),  # a whole interval after Monday's window opened
+    ):
+        [row] = build_rows([("f", record)], calendar_time(now), None)
+        assert row.stale is stale, now
+
+
+def test_a_record_cannot_reach_the_admins_terminal_or_claim_the_future() -> None:
+    evil = _record("EVIL\x1b[2J\x1b[31mRED\x07", 0.1, user="u\nFAKE-LINE ok", profile="p\r")
+    [row] = build_rows([("f", evil)], NOON, None)
+    assert row.computer == "EVIL?[2J?[31mRED?" and row.user == "u?FAKE-LINE ok"
+    assert row.profile == "p?"
+    future = _record("LATER", None) | {"last_success": "2099-01-01T00:00:00Z"}
+    [row] = build_rows([("f", future)], NOON, None)
+    assert row.stale and row.last_success is None
+
+
+def calendar_time(text: str) -> float:
+    import calendar
+
+    return float(calendar.timegm(time.strptime(text, "%Y-%m-%d %H:%M")))

@@ -60,6 +60,24 @@ def crontab_text() -> str:
     return listed.stdout if listed.returncode == 0 else "<none>"
 
 
+@pytest.fixture
+def keyring_only(tmp_path: Path, samba: SambaServer, remote_dir: str) -> Iterator[Path]:
+    """A config folder with profile 'docs' whose password is only in a keyring (a real
+    backend keeping it in memory, as the system keyring would), and that keyring."""
+    ring = MemoryKeyring()
+    previous = keyring.get_keyring()
+    keyring.set_keyring(ring)
+    try:
+        config = tmp_path / "config"
+        (tmp_path / "local").mkdir()
+        add_profile(config, "docs", tmp_path / "local", samba.port, remote_dir, samba.user,
+                    samba.password)  # fmt: skip
+        assert ring.entries, "the password went to the keyring"
+        yield config
+    finally:
+        keyring.set_keyring(previous)
+
+
 class Rig:
     """Profile 'docs' from a local tree into a fresh folder on the test share."""
 
@@ -243,51 +261,43 @@ def test_an_unreachable_server_is_quiet_and_recorded(rig: Rig) -> None:
 
 
 def test_schedule_set_refuses_a_password_only_in_the_keyring_and_installs_nothing(
-    tmp_path: Path, samba: SambaServer, remote_dir: str, crontab: None
+    keyring_only: Path, samba: SambaServer, crontab: None
 ) -> None:
-    ring = MemoryKeyring()
-    previous = keyring.get_keyring()
-    keyring.set_keyring(ring)
-    try:
-        config = tmp_path / "config"
-        (tmp_path / "local").mkdir()
-        add_profile(config, "docs", tmp_path / "local", samba.port, remote_dir, samba.user,
-                    samba.password)  # fmt: skip
-        assert ring.entries, "the password went to the keyring"
-        before, toml = crontab_text(), (config / "profiles.toml").read_bytes()
+    config = keyring_only
+    ring = keyring.get_keyring()
+    assert isinstance(ring, MemoryKeyring)
+    before, toml = crontab_text(), (config / "profiles.toml").read_bytes()
 
-        refused = run_cli(["schedule", "set", "docs", "--every", "24h"], config)
-        one_line_error(refused, 2, "only in the system keyring", "--save-password-file")
-        assert crontab_text() == before and (config / "profiles.toml").read_bytes() == toml
+    refused = run_cli(["schedule", "set", "docs", "--every", "24h"], config)
+    one_line_error(refused, 2, "only in the system keyring", "--save-password-file")
+    assert crontab_text() == before and (config / "profiles.toml").read_bytes() == toml
 
-        args = ["--every", "24h", "--between", "08:00-19:00", "--days", "mon-fri"]
-        done = run_cli(["schedule", "set", "docs", *args, "--save-password-file"], config)
-        assert done.code == 0, done
-        assert "every 24h, 08:00-19:00, mon-fri" in done.out
-        own = config / "credentials" / "docs"
-        assert own.stat().st_mode & 0o777 == 0o600
-        assert f"password={samba.password}" in own.read_text()
-        assert not ring.entries, "one place holds the password now"
-        lines = [line for line in crontab_text().splitlines() if str(config) in line]
-        assert len(lines) == 2 and all("# backdown:run-due-" in line for line in lines), lines
+    args = ["--every", "24h", "--between", "08:00-19:00", "--days", "mon-fri"]
+    done = run_cli(["schedule", "set", "docs", *args, "--save-password-file"], config)
+    assert done.code == 0, done
+    assert "every 24h, 08:00-19:00, mon-fri" in done.out
+    own = config / "credentials" / "docs"
+    assert own.stat().st_mode & 0o777 == 0o600
+    assert f"password={samba.password}" in own.read_text()
+    assert not ring.entries, "one place holds the password now"
+    lines = [line for line in crontab_text().splitlines() if str(config) in line]
+    assert len(lines) == 2 and all("# backdown:run-due-" in line for line in lines), lines
 
-        again = run_cli(["schedule", "set", "docs", "--every", "4h"], config)
-        assert again.code == 0, again
-        assert len([x for x in crontab_text().splitlines() if str(config) in x]) == 2
+    again = run_cli(["schedule", "set", "docs", "--every", "4h"], config)
+    assert again.code == 0, again
+    assert len([x for x in crontab_text().splitlines() if str(config) in x]) == 2
 
-        listed = json_of(run_cli(["schedule", "list", "--json"], config))
-        assert isinstance(listed, dict)
-        assert listed["job"]["kind"] == "cron" and listed["job"]["installed"]
-        [row] = listed["profiles"]
-        assert (row["profile"], row["schedule"], row["next_due_text"]) == ("docs", "every 4h",
-                                                                          "now")  # fmt: skip
+    listed = json_of(run_cli(["schedule", "list", "--json"], config))
+    assert isinstance(listed, dict)
+    assert listed["job"]["kind"] == "cron" and listed["job"]["installed"]
+    [row] = listed["profiles"]
+    assert (row["profile"], row["schedule"], row["next_due_text"]) == ("docs", "every 4h",
+                                                                      "now")  # fmt: skip
 
-        removed = run_cli(["schedule", "remove", "docs"], config)
-        assert removed.code == 0 and "job was removed" in removed.out, removed
-        assert crontab_text() == before
-        assert ProfileStore.load(config).get("docs").schedule_every == ""
-    finally:
-        keyring.set_keyring(previous)
+    removed = run_cli(["schedule", "remove", "docs"], config)
+    assert removed.code == 0 and "job was removed" in removed.out, removed
+    assert crontab_text() == before
+    assert ProfileStore.load(config).get("docs").schedule_every == ""
 
 
 def test_no_scheduler_is_exit_4_and_nothing_is_saved(rig: Rig, tmp_path: Path) -> None:
@@ -444,3 +454,76 @@ def test_the_status_record_keeps_the_last_success_through_a_failed_run(rig: Rig)
     assert failed["last_success"] == good["last_success"] == good["last_attempt"]
     assert failed["last_attempt"] > good["last_attempt"]
     assert failed["computer"] == _client(rig) and failed["format"] == 2
+
+
+# --------------------------------------------------------------------------- nothing half done
+
+
+def test_an_empty_interval_is_refused_and_changes_nothing(rig: Rig, crontab: None) -> None:
+    before, toml = crontab_text(), (rig.config / "profiles.toml").read_bytes()
+    for empty in ("", " "):
+        one_line_error(rig.cli("schedule", "set", "docs", "--every", empty), 2, "--every")
+    assert crontab_text() == before and (rig.config / "profiles.toml").read_bytes() == toml
+
+
+def test_no_scheduler_leaves_no_password_file_behind(keyring_only: Path, tmp_path: Path) -> None:
+    config = keyring_only
+    (tmp_path / "no-programs").mkdir()
+    result = run_cli(["schedule", "set", "docs", "--every", "24h", "--save-password-file"],
+                     config, environ={"PATH": str(tmp_path / "no-programs")})  # fmt: skip
+    one_line_error(result, 4, "no systemd user session")
+    assert not (config / "credentials" / "docs").exists()
+    ring = keyring.get_keyring()
+    assert isinstance(ring, MemoryKeyring) and ring.entries, "the keyring still holds it"
+
+
+def test_removing_a_scheduled_profile_removes_its_job(rig: Rig, crontab: None) -> None:
+    before = crontab_text()
+    assert rig.cli("schedule", "set", "docs", "--every", "24h").code == 0
+    assert str(rig.config) in crontab_text()
+    removed = rig.cli("profile", "remove", "docs", "--yes")
+    assert removed.code == 0 and "job was removed" in removed.out, removed
+    assert crontab_text() == before
+
+
+def test_a_renamed_profile_keeps_its_history(rig: Rig) -> None:
+    assert rig.cli("upload", "docs").code == 0
+    assert rig.cli("profile", "rename", "docs", "papers").code == 0
+    [run] = json_of(rig.cli("history", "papers", "--json"))  # type: ignore[misc]
+    assert run["profile"] == "papers" and run["outcome"] == "ok"
+    assert "papers: ok" in rig.cli("status").out
+
+
+def test_global_alert_targets_are_set_one_kind_at_a_time(rig: Rig, tmp_path: Path) -> None:
+    config_file = tmp_path / "apprise.yml"
+    config_file.write_text("urls:\n  - json://127.0.0.1:9/x\n")
+    config_file.chmod(0o600)
+    assert rig.cli("alerts", "set", "--notify", "json://127.0.0.1:9/a").code == 0
+    assert rig.cli("alerts", "set", "--notify-config", str(config_file)).code == 0
+    store = ProfileStore.load(rig.config)
+    assert store.notify == ["json://127.0.0.1:9/a"] and store.notify_config == str(config_file)
+    one_line_error(rig.cli("alerts", "set"), 2, "--notify")
+    one_line_error(rig.cli("alerts", "set", "--notify-config", str(tmp_path / "nope")), 2,
+                   "does not exist")  # fmt: skip
+    shown = json_of(rig.cli("alerts", "show", "--json"))
+    assert shown == {"urls": ["json://127.0.0.1:9"], "config_file": str(config_file),
+                     "ping_url": ""}  # fmt: skip
+    failed = rig.cli("alerts", "test", "--json")
+    assert failed.code == 1 and json_of(failed)["ok"] is False  # type: ignore[index]
+    assert len(failed.err.strip().splitlines()) == 2, "one line per target, once each"
+
+
+def test_a_fifo_in_place_of_a_file_never_hangs_a_run(rig: Rig, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    began = time.monotonic()
+    assert rig.cli("alerts", "set", "--notify-config", str(fifo)).code == 2  # not a file
+    store = ProfileStore.load(rig.config)
+    store.notify_config = str(fifo)
+    store.get("docs").credentials_file = str(fifo)
+    store.save()
+    tested = rig.cli("alerts", "test")
+    assert tested.code == 1 and "not a file" in tested.err, tested
+    upload = rig.cli("upload", "docs")
+    one_line_error(upload, 2, "not a regular file")
+    assert time.monotonic() - began < 10

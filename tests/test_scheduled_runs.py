@@ -36,7 +36,6 @@ from backdown.schedule import (
     parse_window,
 )
 from backdown.scheduled_runs import (
-    FAILING,
     HEALTHY,
     LOCKED,
     NEVER,
@@ -367,13 +366,24 @@ def test_alerts_go_out_once_per_change_of_state(
     assert "Is PC1 switched off or away" in seen[2]["message"]
 
 
-def test_an_alert_that_cannot_be_sent_never_fails_the_backup(history: History) -> None:
+def test_an_alert_that_cannot_be_sent_never_fails_the_backup_and_is_tried_again(
+    history: History, webhook: tuple[str, list[dict]]
+) -> None:
     world = FakeWorld(now=at("2026-12-01 10:00"), outcome="partial")
     nowhere = alerts.Targets(urls=("json://127.0.0.1:9/nothing-listens",))
-    [result] = tick(world, history, [profile()], targets=lambda p: nowhere, send=alerts.send)
+    targets = [nowhere]
+    [result] = tick(world, history, [profile()], targets=lambda p: targets[0], send=alerts.send)
     assert result.outcome == PARTIAL and world.backups == ["docs"]
     assert result.problems and "127.0.0.1" in result.problems[0]
-    assert history.alerted_state("docs") == FAILING, "tried once; not again every tick"
+    assert history.alerted_state("docs") == HEALTHY, "nobody was told yet"
+    url, seen = webhook
+    targets[0] = alerts.Targets(urls=(url,))  # the target is back
+    world.now += 15 * 60
+    [result] = tick(world, history, [profile()], targets=lambda p: targets[0], send=alerts.send)
+    assert result.action == "not-due" and len(seen) == 1 and "failing" in seen[0]["title"]
+    world.now += 15 * 60
+    tick(world, history, [profile()], targets=lambda p: targets[0], send=alerts.send)
+    assert len(seen) == 1, "told once"
 
 
 def test_an_overdue_laptop_sends_one_mail_and_one_when_it_is_back(
@@ -401,3 +411,17 @@ def test_an_overdue_laptop_sends_one_mail_and_one_when_it_is_back(
     subjects = [m["Subject"] for _, m in inbox.mails]
     assert subjects[1:] == ["BackDown: backups of docs work again"]
     assert len(world.backups) == 2
+
+
+def test_a_weekday_schedule_is_not_overdue_over_the_weekend(history: History) -> None:
+    office = profile("24h", "08:00-19:00", "mon-fri")
+    world = FakeWorld(now=at("2026-12-04 18:30"))  # Friday
+    tick(world, history, [office])
+    for when, state in (
+        ("2026-12-05 12:00", HEALTHY),
+        ("2026-12-06 19:00", HEALTHY),  # Sunday evening: not overdue
+        ("2026-12-07 07:00", HEALTHY),
+        ("2026-12-08 07:59", HEALTHY),  # Monday's backup missed, not a whole day yet
+        ("2026-12-08 08:01", OVERDUE),
+    ):
+        assert health(office, history, at(when), UTC).state == state, when
