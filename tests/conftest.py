@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -247,3 +248,29 @@ def remote_dir_in(request: pytest.FixtureRequest) -> Iterator[Callable[[SambaSer
     yield make
     for path in made:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- crontab
+
+
+@pytest.fixture
+def crontab() -> Iterator[None]:
+    """The real crontab of the user running the tests (CI installs Debian's cron), restored
+    afterwards whatever happens."""
+    if shutil.which("crontab") is None:
+        if os.environ.get("CI"):
+            pytest.fail("crontab missing in CI (.ci/run installs Debian's cron)")
+        pytest.skip("no crontab command here")
+    before = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    try:
+        yield
+    finally:
+        if before.returncode == 0:
+            subprocess.run(["crontab", "-"], input=before.stdout, text=True, check=True)
+        else:
+            subprocess.run(["crontab", "-r"], capture_output=True, check=False)
+
+
+def crontab_text() -> str:
+    listed = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    return listed.stdout if listed.returncode == 0 else "<none>"

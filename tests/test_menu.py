@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from conftest import crontab_text
 from samba import SambaServer
 
 from backdown import cli
@@ -466,3 +467,24 @@ def test_editing_a_profile_into_a_guest_forgets_its_password(
     assert not saved.exists()
     reloaded = ProfileStore.load(config_dir).get("home")
     assert (reloaded.user, reloaded.credentials_file) == ("", "")
+
+
+def test_schedule_and_status_from_the_menu(
+    menu: MenuSession, tmp_path: Path, samba: SambaServer, remote_dir: str, crontab: None
+) -> None:
+    menu.create_profile("office", tmp_path / "docs", samba, remote_dir)
+    menu.choose("10")
+    menu.expect("'office' has no schedule")
+    menu.answer(r"Back up every[^\n]*\[24h\]: ", "4h")
+    menu.answer(r"Only between[^\n]*\[-\]: ", "08:00-19:00")
+    menu.answer(r"Only on[^\n]*\[daily\]: ", "mon-fri")
+    menu.expect(r"'office' is backed up every 4h, 08:00-19:00, mon-fri when due")
+    menu.expect(r"scheduled job: enabled \(cron")
+    assert "# backdown:run-due-" in crontab_text()
+    menu.choose("11")
+    menu.expect(r"office: never; every 4h, 08:00-19:00, mon-fri; last success never")
+    menu.choose("10")
+    menu.answer(r"Back up every[^\n]*\[4h\]: ", "off")
+    menu.expect("no profile has a schedule now: the scheduled job was removed")
+    assert menu.quit() == 0
+    assert "backdown:run-due" not in crontab_text()

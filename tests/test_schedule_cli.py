@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
 import pytest
+from conftest import crontab_text
 from helpers import Result, add_profile, assert_same_tree, make_tree, run_cli
 from samba import SambaServer
 from test_credentials import MemoryKeyring
@@ -36,28 +35,6 @@ def one_line_error(result: Result, code: int, *words: str) -> None:
     assert len(lines) == 1 and "Traceback" not in result.err, result
     for word in words:
         assert word in lines[0], result
-
-
-@pytest.fixture
-def crontab() -> Iterator[None]:
-    """The real crontab of the user running the tests, restored afterwards whatever happens."""
-    if shutil.which("crontab") is None:
-        if os.environ.get("CI"):
-            pytest.fail("crontab missing in CI (.ci/run installs Debian's cron)")
-        pytest.skip("no crontab command here")
-    before = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
-    try:
-        yield
-    finally:
-        if before.returncode == 0:
-            subprocess.run(["crontab", "-"], input=before.stdout, text=True, check=True)
-        else:
-            subprocess.run(["crontab", "-r"], capture_output=True, check=False)
-
-
-def crontab_text() -> str:
-    listed = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
-    return listed.stdout if listed.returncode == 0 else "<none>"
 
 
 @pytest.fixture
