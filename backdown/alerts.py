@@ -20,8 +20,6 @@ import re
 import stat
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -471,6 +469,9 @@ def _ping(url: str, event: str, body: str, timeout: float) -> str | None:
         return "not sent; the ping URL must start with http:// or https://"
     # Cut at a character boundary, so the body stays valid UTF-8.
     data = body.encode("utf-8")[:PING_BODY_LIMIT].decode("utf-8", "ignore").encode("utf-8")
+    import urllib.error  # here, not at the top: most runs never ping
+    import urllib.request
+
     request = urllib.request.Request(
         url.strip().rstrip("/") + suffix,
         data=data,

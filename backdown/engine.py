@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from backdown import __version__
+from backdown import __version__, snapshots
 from backdown.download import Downloader, create_local_folders
 from backdown.download import remove_stale_partials as remove_local_partials
 from backdown.errors import (
@@ -523,12 +523,44 @@ def _upload(
     report.files_versioned = uploader.versioned
     report.files_failed = failures
     if not failures:
+        _write_snapshot(session, run, src, dst, mirror, uploader.checksums)
         try:
             prune_versions(session, root, profile.keep_versions_days, run.using.clock())
         except RemoteFileError as exc:  # old versions stay; the backup itself is done
             report.notes.append(f"could not remove old versions ({exc})")
     # Every run is recorded, no-op runs too, so an office-wide "who is overdue" report sees them.
     _record_status(session, run, report)
+
+
+def _write_snapshot(
+    session: Session,
+    run: _Run,
+    src: Tree,
+    dst: Tree,
+    mirror: bool,
+    checksums: dict[str, Checksum],
+) -> None:
+    """Record what the remote folder holds now that the run went through: every local file
+    (as uploaded or unchanged) and, in copy mode, what the share kept that is gone here."""
+    files: dict[str, tuple[int, float, str | None]] = {}
+    for path, info in src.files.items():
+        known = checksums.get(path)
+        sha = known.sha256 if known and known.size == info.size else info.sha256
+        files[path] = (info.size, info.mtime, sha)
+    dirs = set(src.dirs)
+    if not mirror:
+        for path, info in dst.files.items():
+            files.setdefault(path, (info.size, info.mtime, None))
+        dirs |= dst.dirs
+    profile = run.profile
+    stamp = utc_stamp(run.using.clock())
+    ref = snapshots.parse_name(snapshots.file_name(stamp, profile.client_name))
+    assert ref is not None
+    try:
+        snapshots.write(session, profile.remote_folder,
+                        snapshots.Snapshot(ref, profile.name, files, sorted(dirs)))  # fmt: skip
+    except RemoteFileError as exc:  # the backup is whole; only "as of now" is not recorded
+        run.report.notes.append(f"could not record this run's snapshot ({exc})")
 
 
 def _copy_all(

@@ -439,6 +439,10 @@ def _connect(path: Path) -> sqlite3.Connection:
             raise _Damaged(f"damaged: {ok}")
         if version > SCHEMA_VERSION:
             raise sqlite3.OperationalError(f"written by a newer BackDown (schema {version})")
+        # WAL with NORMAL sync: one fsync per checkpoint rather than per run recorded; a
+        # power cut may lose the last record, never the file.
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.isolation_level = "DEFERRED"  # back to transactions for `with db:`

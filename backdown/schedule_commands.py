@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backdown import alerts, engine
 from backdown.alerts import Message, Targets
@@ -32,16 +33,6 @@ from backdown.credentials import (
 from backdown.environment import Environment, default_config_dir
 from backdown.errors import CredentialsError, ExitStatus, UsageError
 from backdown.history import History
-from backdown.os_scheduler import (
-    Completed,
-    JobSpec,
-    JobState,
-    Runner,
-    Scheduler,
-    job_spec,
-    pick_scheduler,
-    run_program,
-)
 from backdown.profile import Profile, validate_schedule
 from backdown.profile_store import ProfileStore
 from backdown.progress import Subscriber
@@ -56,6 +47,9 @@ from backdown.scheduled_runs import (
     run_due,
     summary_of,
 )
+
+if TYPE_CHECKING:  # os_scheduler is imported where a command needs it: most runs never do
+    from backdown.os_scheduler import Completed, JobSpec, JobState, Runner, Scheduler
 
 LOG_NAME = "backdown.log"
 LOG_BYTES = 1_000_000
@@ -115,6 +109,8 @@ class SchedulerChoice:
 def scheduler_for(env: Environment) -> SchedulerChoice:
     """This machine's scheduler and the job for this config folder; SchedulerMissing (exit 4)
     when there is none."""
+    from backdown.os_scheduler import job_spec, pick_scheduler
+
     spec = job_spec(
         sys.executable,
         str(env.config_path.resolve()),
@@ -131,6 +127,8 @@ def scheduler_for(env: Environment) -> SchedulerChoice:
 
 def _runner(env: Environment) -> Runner:
     """Scheduler commands are looked up in the PATH of the environment BackDown was given."""
+    from backdown.os_scheduler import Completed, run_program
+
     path = env.environ.get("PATH") or os.defpath
 
     def runner(argv: list[str], stdin: str | None) -> Completed:
