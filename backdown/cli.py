@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import tomli_w
 
-from backdown import __version__, schedule_commands
+from backdown import __version__, restore_commands, schedule_commands
 from backdown.credentials import forget_password, rename_password, save_password
 from backdown.environment import Environment
 from backdown.errors import BackdownError, ExitStatus, UsageError
@@ -33,6 +33,7 @@ from backdown.run_options import (
     DEFAULT_TRANSFERS,
     RunOptions,
 )
+from backdown.tripwire import DEFAULT_MAX_CHANGE
 
 PROG = "backdown"
 
@@ -51,6 +52,9 @@ _PROFILE_OPTIONS = {
     "keep_versions_days": "keep_versions_days",
     "notify_config": "notify_config",
     "ping_url": "ping_url",
+    "keep_daily": "keep_daily",
+    "keep_weekly": "keep_weekly",
+    "keep_monthly": "keep_monthly",
 }
 
 
@@ -164,6 +168,13 @@ def _profile_fields(parser: argparse.ArgumentParser, required: bool) -> None:
         metavar="N",
         help="prune versions older than N days (default 30; 0 keeps all)",
     )
+    for rule in ("daily", "weekly", "monthly"):
+        parser.add_argument(
+            f"--keep-{rule}",
+            metavar="N",
+            help=f"also keep the newest snapshot of each of the last N {rule} periods "
+            "(and the versions it needs; default 0: off)",
+        )
     parser.add_argument(
         "--exclude",
         metavar="PATTERN",
@@ -239,6 +250,19 @@ def _run_options(parser: argparse.ArgumentParser, upload: bool) -> None:
             help="this run only: move files gone locally into the versions area",
         )
         parser.add_argument(
+            "--max-change",
+            type=float,
+            metavar="PCT",
+            default=DEFAULT_MAX_CHANGE,
+            help="stop before replacing more than PCT%% of the share's files, or when "
+            f"changed files look encrypted (default {DEFAULT_MAX_CHANGE:g})",
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="go ahead although the ransomware tripwire stopped the run",
+        )
+        parser.add_argument(
             "--max-delete",
             type=float,
             metavar="PCT",
@@ -248,6 +272,26 @@ def _run_options(parser: argparse.ArgumentParser, upload: bool) -> None:
         )
     else:
         parser.add_argument("--to", metavar="DIR", help="restore here instead of the local folder")
+        parser.add_argument(
+            "--as-of",
+            metavar="WHEN",
+            help="the folder as it was then: '2026-11-28 17:00', a date, yesterday, 3d, or "
+            "a snapshot id",
+        )
+        parser.add_argument(
+            "--path",
+            metavar="PATH",
+            action="append",
+            default=[],
+            dest="paths",
+            help="only this file or folder (repeatable)",
+        )
+        parser.add_argument(
+            "--version",
+            type=int,
+            metavar="N",
+            help="with one --path FILE: that stored copy ('backdown versions' numbers them)",
+        )
         parser.add_argument(
             "--overwrite",
             action="store_true",
@@ -309,7 +353,30 @@ def build_parser() -> argparse.ArgumentParser:
     download = commands.add_parser("download", aliases=["restore"], help="restore a profile")
     download.add_argument("name")
     _run_options(download, upload=False)
-    for sub in (test, upload, download):
+    snaps = commands.add_parser("snapshots", help="the snapshots kept on the share")
+    snaps.add_argument("name")
+    versions = commands.add_parser(
+        "versions", help="every stored copy of a file, or (--deleted) what was removed"
+    )
+    versions.add_argument("name")
+    versions.add_argument("path", nargs="?", help="the file")
+    versions.add_argument(
+        "--deleted",
+        nargs="?",
+        const="",
+        metavar="FOLDER",
+        help="list the files removed (from FOLDER, or from anywhere)",
+    )
+    prune = commands.add_parser(
+        "prune", help="remove old snapshots and versions by the profile's retention rules"
+    )
+    prune.add_argument("name")
+    prune.add_argument("--dry-run", action="store_true", help="only say what would go")
+    for sub in (snaps, versions, prune):
+        sub.add_argument(
+            "--password-stdin", action="store_true", help="read the password from stdin"
+        )
+    for sub in (test, upload, download, snaps, versions, prune):
         _global_options(sub, top=False)
     return parser
 
@@ -466,6 +533,20 @@ def _dispatch(args: argparse.Namespace, env: Environment) -> int:
         return _profile_command(args, env, store, out)
     if args.command in ("schedule", "status", "history", "report", "alerts"):
         return _schedule_command(args, env, store, out)
+    if args.command == "snapshots":
+        return restore_commands.list_snapshots(env, store.get(args.name), out, args.password_stdin)
+    if args.command == "prune":
+        return restore_commands.prune(
+            env, store.get(args.name), args.dry_run, out, args.password_stdin
+        )
+    if args.command == "versions":
+        deleted = args.deleted is not None
+        if deleted == bool(args.path):
+            raise UsageError("give the file's path, or --deleted [FOLDER] to list removed files")
+        path = args.deleted if deleted else args.path
+        return restore_commands.list_versions(
+            env, store.get(args.name), path, deleted, out, args.password_stdin
+        )
     profile = store.get(args.name)
     operation = {"backup": "upload", "restore": "download"}.get(args.command, args.command)
     options = RunOptions()
@@ -499,9 +580,18 @@ def _options_from(args: argparse.Namespace, operation: str) -> RunOptions:
             raise UsageError("--max-delete is a percentage from 0 to 100")
         options.mirror = True if args.mirror else None
         options.max_delete = args.max_delete
+        if not 0 <= args.max_change <= 100:
+            raise UsageError("--max-change is a percentage from 0 to 100")
+        options.max_change = args.max_change
+        options.force = args.force
     else:
         options.target = args.to
         options.overwrite = args.overwrite
+        options.as_of = args.as_of
+        options.paths = list(args.paths)
+        options.version = args.version
+        if args.version is not None and args.as_of is not None:
+            raise UsageError("give --version or --as-of, not both")
     return options
 
 

@@ -7,6 +7,7 @@ Each run: take the profile's lock, walk both trees, plan, check the plan (mirror
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import threading
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from backdown import __version__, snapshots
+from backdown import __version__, point_in_time, pruning, snapshots, tripwire
 from backdown.download import Downloader, create_local_folders
 from backdown.download import remove_stale_partials as remove_local_partials
 from backdown.errors import (
@@ -29,12 +30,12 @@ from backdown.errors import (
 from backdown.filters import PathFilter, build_filter
 from backdown.manifest import (
     MANIFEST,
+    VERSIONS,
     Checksum,
     load_manifest,
     load_status,
     mark_names_encoded,
     names_encoded,
-    prune_versions,
     save_manifest,
     save_status,
     status_record,
@@ -45,6 +46,7 @@ from backdown.paths import META_DIR, local_path, owner_tag, rjoin, temp_name
 from backdown.plan import (
     Action,
     CompareRules,
+    FileInfo,
     Item,
     Plan,
     Tree,
@@ -55,7 +57,7 @@ from backdown.plan import (
 from backdown.profile import Profile, expand_remote_folder
 from backdown.progress import Subscriber
 from backdown.report import Failure, RunReport
-from backdown.run_options import RunOptions
+from backdown.run_options import DEFAULT_MODIFY_WINDOW, RunOptions
 from backdown.share_names import decode, store_paths
 from backdown.smb import (
     Connector,
@@ -364,6 +366,8 @@ def backup(
                 why = f"refusing to mirror: cannot read the local folder {local_root}"
             if why:
                 raise RefusedError(why)
+        if not options.force:
+            _check_tripwire(run, session, plan, dst, local_root)
         _fill_counts(report, plan, dst)
         doomed = plan.extra_files_with_dirs(dst) if mirror else []
         if mirror:
@@ -388,6 +392,31 @@ def backup(
         )
         _upload(run, uploader, plan, src, dst, mirror, renamed, encoded)
     return report
+
+
+def _check_tripwire(run: _Run, session: Session, plan: Plan, dst: Tree, local_root: str) -> None:
+    """Stop before replacing anything when the plan looks like ransomware at work (too many
+    files replaced, or documents turned into random bytes): RefusedError, exit 2, unless
+    --force. A dry run only says so."""
+    root = run.profile.remote_folder
+
+    def read_new(path: str, n: int) -> bytes:
+        with open(local_path(local_root, path), "rb") as f:
+            return f.read(n)
+
+    def read_old(path: str, n: int) -> bytes:
+        info = dst.files[path]
+        buf = io.BytesIO()
+        session.get_file(rjoin(root, info.stored or path), buf, 0, info.size, min(n, info.size))
+        return buf.getvalue()
+
+    verdict = tripwire.check(plan, dst, run.options.max_change, read_new, read_old)
+    if not verdict.tripped:
+        return
+    if run.options.dry_run:
+        run.report.notes.append(verdict.reason)
+        return
+    raise RefusedError(verdict.reason)
 
 
 def _on_share(dst: Tree) -> tuple[dict[str, str], dict[str, set[str]]]:
@@ -523,9 +552,9 @@ def _upload(
     report.files_versioned = uploader.versioned
     report.files_failed = failures
     if not failures:
-        _write_snapshot(session, run, src, dst, mirror, uploader.checksums)
+        held = _write_snapshot(session, run, src, dst, mirror, uploader.checksums)
         try:
-            prune_versions(session, root, profile.keep_versions_days, run.using.clock())
+            _prune_after(session, run, held, encoded is not False)
         except RemoteFileError as exc:  # old versions stay; the backup itself is done
             report.notes.append(f"could not remove old versions ({exc})")
     # Every run is recorded, no-op runs too, so an office-wide "who is overdue" report sees them.
@@ -539,9 +568,10 @@ def _write_snapshot(
     dst: Tree,
     mirror: bool,
     checksums: dict[str, Checksum],
-) -> None:
+) -> Tree:
     """Record what the remote folder holds now that the run went through: every local file
-    (as uploaded or unchanged) and, in copy mode, what the share kept that is gone here."""
+    (as uploaded or unchanged) and, in copy mode, what the share kept that is gone here.
+    Returns that as a tree (for pruning)."""
     files: dict[str, tuple[int, float, str | None]] = {}
     for path, info in src.files.items():
         known = checksums.get(path)
@@ -561,6 +591,19 @@ def _write_snapshot(
                         snapshots.Snapshot(ref, profile.name, files, sorted(dirs)))  # fmt: skip
     except RemoteFileError as exc:  # the backup is whole; only "as of now" is not recorded
         run.report.notes.append(f"could not record this run's snapshot ({exc})")
+    return Tree(files={p: FileInfo(p, size, mtime) for p, (size, mtime, _) in files.items()})
+
+
+def _prune_after(session: Session, run: _Run, held: Tree, encoded: bool) -> None:
+    """After a run without failures: prune what the retention rules let go (most runs find
+    nothing old enough in two listings and stop)."""
+    profile, now = run.profile, run.using.clock()
+    if not pruning.worth_a_look(session, profile.remote_folder, profile, now):
+        return
+    todo = pruning.plan(session, profile.remote_folder, profile, now, held,
+                        run.options.modify_window, PathFilter([]), encoded)  # fmt: skip
+    problems = todo.problems + pruning.carry_out(session, profile.remote_folder, todo)
+    run.report.notes += [f"pruning: {p}" for p in problems]
 
 
 def _copy_all(
@@ -641,17 +684,119 @@ def restore(
             )
         if os.path.exists(target) and not os.path.isdir(target):
             raise UsageError(f"{target} exists and is not a folder; choose another with --to")
+        src, sources, missing = _what_to_restore(run, session, src, path_filter)
         dst = walk_local(target, path_filter) if os.path.isdir(target) else Tree()
         if options.checksum:
             manifest = load_manifest(session, root)
             _attach_checksums(src, dst, manifest, dst, target, options.modify_window)
         plan = make_plan(src, dst, CompareRules(options.modify_window, options.checksum))
         _fill_counts(report, plan, dst)
+        if sources:
+            report.planned = [
+                (f"{action} (from {sources.get(path, 'current')})", path)
+                for action, path in report.planned
+            ]
+        gone = [Failure(p, "its content at that time is no longer kept (pruned)") for p in missing]
         subscriber.on_plan("download", plan)
         if options.dry_run:
+            report.files_failed = gone
             return report
         _download(run, plan, src, dst, target)
+        report.files_failed += gone
     return report
+
+
+def _what_to_restore(
+    run: _Run, session: Session, current: Tree, path_filter: PathFilter
+) -> tuple[Tree, dict[str, str], list[str]]:
+    """The tree a restore copies from, where each file's content comes from, and what is
+    no longer kept: the share as it is now, or as of --as-of, or one --version of a file;
+    cut down to --path."""
+    options = run.options
+    if options.version is not None:
+        return _one_version(run, session, current, path_filter)
+    if options.as_of is None:
+        tree = point_in_time.only(current, options.paths) if options.paths else current
+        return tree, {}, []
+    resolution = _as_of(run, session, current, path_filter)
+    tree = resolution.tree
+    missing = resolution.missing
+    if options.paths:
+        tree = point_in_time.only(tree, options.paths)
+        missing = [m for m in missing if _under(m, options.paths)]
+    return tree, resolution.sources, missing
+
+
+def _under(path: str, wanted: list[str]) -> bool:
+    return any(path == w.strip("/") or path.startswith(w.strip("/") + "/") for w in wanted)
+
+
+def _as_of(
+    run: _Run, session: Session, current: Tree, path_filter: PathFilter
+) -> point_in_time.Resolution:
+    root, options = run.profile.remote_folder, run.options
+    assert options.as_of is not None
+    refs = snapshots.list_refs(session, root)
+    for ref in point_in_time.pick_snapshot(refs, options.as_of, run.using.clock(), None):
+        try:
+            snapshot = snapshots.read(session, root, ref)
+        except snapshots.SnapshotDamaged as err:
+            run.report.notes.append(f"{err}; the next older snapshot is used")
+            continue
+        run.report.notes.append(
+            f"restoring the folder as it was at {_local_time(ref.time)} (snapshot {ref.id}, "
+            f"from {ref.computer})"
+        )
+        index = _versions_index(session, root, path_filter)
+        return point_in_time.resolve(snapshot, current, index, options.modify_window)
+    raise ShareError(
+        f"no readable snapshot at or before {options.as_of!r} on the share; 'backdown "
+        f"snapshots {run.profile.name}' lists them"
+    )
+
+
+def _one_version(
+    run: _Run, session: Session, current: Tree, path_filter: PathFilter
+) -> tuple[Tree, dict[str, str], list[str]]:
+    options = run.options
+    if len(options.paths) != 1:
+        raise UsageError("--version needs exactly one --path FILE")
+    path = options.paths[0].strip("/")
+    copies = point_in_time.copies_of(
+        path, current, _versions_index(session, run.profile.remote_folder, path_filter)
+    )
+    assert options.version is not None
+    if not 1 <= options.version <= len(copies):
+        raise UsageError(
+            f"'{path}' has {len(copies)} stored copies: give --version from 1 to "
+            f"{len(copies)} ('backdown versions {run.profile.name} {path}' lists them)"
+            if copies
+            else f"no stored copy of '{path}'; 'backdown versions {run.profile.name} "
+            "--deleted' lists removed files"
+        )
+    copy = copies[options.version - 1]
+    tree = Tree(files={path: copy.info})
+    tree = point_in_time.only(tree, [path])
+    return tree, {path: copy.where}, []
+
+
+def versions_index(
+    session: Session, root: str, path_filter: PathFilter
+) -> point_in_time.VersionIndex:
+    return _versions_index(session, root, path_filter)
+
+
+def _versions_index(
+    session: Session, root: str, path_filter: PathFilter
+) -> point_in_time.VersionIndex:
+    """Every file in the versions area, by the path it had."""
+    where = rjoin(root, META_DIR, VERSIONS)
+    tree = walk_remote(session, where, path_filter, names_encoded(session, root) is not False)
+    return point_in_time.VersionIndex.from_tree(tree or Tree())
+
+
+def _local_time(when: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
 
 
 def _download(run: _Run, plan: Plan, src: Tree, dst: Tree, target: str) -> None:
@@ -675,3 +820,78 @@ def _download(run: _Run, plan: Plan, src: Tree, dst: Tree, target: str) -> None:
     run.report.files_versioned = downloader.set_aside_count
     run.report.resumed_files = downloader.resumed
     run.report.files_failed = failures
+
+
+# --------------------------------------------------------------------------- what is kept
+
+
+@dataclass
+class Kept:
+    """What the share keeps of a profile's backups: its snapshots, and the stored copies
+    of one file or the files removed (for `snapshots` and `versions`)."""
+
+    snapshots: list[snapshots.Snapshot] = field(default_factory=list)
+    copies: list[point_in_time.StoredCopy] = field(default_factory=list)
+    deleted: list[point_in_time.Deleted] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def kept(
+    profile: Profile,
+    password: str,
+    *,
+    path: str | None = None,
+    deleted_under: str | None = None,
+    using: Collaborators = Collaborators(),
+) -> Kept:
+    """The snapshots (no path given), every copy of `path`, or what was removed under
+    `deleted_under` ('' for the whole folder)."""
+    profile = for_this_computer(profile, using)
+    root = profile.remote_folder
+    path_filter = PathFilter(profile.excludes)
+    found = Kept()
+    with using.connect(endpoint_for(profile, password), None) as session, _folder_access(profile):
+        if root and session.stat(root) is None:
+            raise ShareError(f"folder '{root}' not found on share '{profile.share}'")
+        if path is None and deleted_under is None:
+            for ref in snapshots.list_refs(session, root):
+                try:
+                    found.snapshots.append(snapshots.read(session, root, ref))
+                except snapshots.SnapshotDamaged as err:
+                    found.problems.append(str(err))
+            return found
+        encoded = names_encoded(session, root) is not False
+        current = walk_remote(session, root, path_filter, encoded) or Tree()
+        index = _versions_index(session, root, path_filter)
+    if path is not None:
+        found.copies = point_in_time.copies_of(path.strip("/"), current, index)
+    else:
+        found.deleted = point_in_time.deleted(current, index, deleted_under or "")
+    return found
+
+
+def prune(
+    profile: Profile,
+    password: str,
+    dry_run: bool,
+    config_dir: Path,
+    using: Collaborators = Collaborators(),
+) -> pruning.PrunePlan:
+    """Prune by the profile's retention rules now (`backdown prune`), or only say what
+    would go (dry_run). Holds the profile's lock: never beside a backup of it."""
+    profile = for_this_computer(profile, using)
+    root = profile.remote_folder
+    with (
+        profile_lock(config_dir, profile.name),
+        using.connect(endpoint_for(profile, password), None) as session,
+        _folder_access(profile),
+    ):
+        encoded = names_encoded(session, root) is not False
+        current = walk_remote(session, root, PathFilter([]), encoded)
+        if current is None:
+            raise ShareError(f"folder '{root}' not found on share '{profile.share}'")
+        todo = pruning.plan(session, root, profile, using.clock(), current,
+                            DEFAULT_MODIFY_WINDOW, PathFilter([]), encoded)  # fmt: skip
+        if not dry_run:
+            todo.problems += pruning.carry_out(session, root, todo)
+    return todo

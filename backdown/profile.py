@@ -54,6 +54,11 @@ class Profile:
     mode: str = "copy"
     keep_versions_days: int = DEFAULT_KEEP_VERSIONS_DAYS
     excludes: list[str] = field(default_factory=list)
+    # Snapshots kept beside the last keep_versions_days: the newest of each of the last N
+    # days, weeks, months with one (0: that rule is off).
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    keep_monthly: int = 0
     # The schedule (see schedule.py); schedule_every "" means none.
     schedule_every: str = ""
     schedule_between: str = ""
@@ -108,6 +113,9 @@ def validate_profile(p: Profile) -> Profile:
     p.mode = validate_mode(p.mode)
     p.keep_versions_days = validate_keep_days(p.keep_versions_days)
     p.excludes = validate_excludes(p.excludes)
+    p.keep_daily = _count(p.keep_daily, "keep_daily")
+    p.keep_weekly = _count(p.keep_weekly, "keep_weekly")
+    p.keep_monthly = _count(p.keep_monthly, "keep_monthly")
     p.schedule_every, p.schedule_between, p.schedule_days = validate_schedule(
         p.schedule_every, p.schedule_between, p.schedule_days
     )
@@ -296,6 +304,16 @@ def validate_keep_days(value: object) -> int:
     if days < 0:
         raise UsageError("keep_versions_days cannot be negative")
     return days
+
+
+def _count(value: object, what: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise UsageError(f"{what} must be a whole number, not {value!r}") from None
+    if not 0 <= number <= 10_000:
+        raise UsageError(f"{what} must be from 0 to 10000")
+    return number
 
 
 def validate_excludes(value: object) -> list[str]:

@@ -67,6 +67,7 @@ class RunReport:
             "folders_created": self.folders_created,
             "resumed_files": self.resumed_files,
             "destination": self.destination,
+            "notes": list(self.notes),
         }
 
     def summary_lines(self, verbose: bool = False) -> list[str]:
@@ -105,6 +106,11 @@ class RunReport:
         else:
             lines.append("  0 failed.")
         return lines
+
+
+def human_size(n: int) -> str:
+    """Bytes as a person reads them: 4.1 KB, 12.0 MB."""
+    return _human(n)
 
 
 def _human(n: int) -> str:

@@ -24,3 +24,8 @@ class RunOptions:
     overwrite: bool = False  # restore: replace differing local files without keeping them
     target: str | None = None  # restore: where to, instead of the profile's local folder
     backoff: float = BACKOFF_SECONDS  # first wait between tries, doubling each time
+    as_of: str | None = None  # restore: the tree as it was then (a time, an age, a snapshot id)
+    paths: list[str] = field(default_factory=list)  # restore: only these files or folders
+    version: int | None = None  # restore: this copy of the one --path (1 = newest)
+    max_change: float = 50.0  # upload: the tripwire's limit, percent of the share's files
+    force: bool = False  # upload: go ahead although the tripwire tripped

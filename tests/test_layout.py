@@ -8,15 +8,18 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "backdown"
 
-INTERFACE = {"__main__", "cli", "main", "initialize", "run_command", "schedule_commands"}
+INTERFACE = {
+    "__main__", "cli", "main", "initialize", "run_command", "schedule_commands",
+    "restore_commands",
+}  # fmt: skip
 ENGINE = {
     "engine", "upload", "download", "transfer", "walk", "manifest", "office_report",
-    "scheduled_runs",
+    "scheduled_runs", "snapshots", "point_in_time", "verify", "pruning",
 }  # fmt: skip
 PARTS = {
     "__init__", "errors", "environment", "paths", "plan", "share_names", "filters", "report",
     "run_options", "progress", "profile", "profile_store", "credentials", "smb", "schedule",
-    "history", "alerts", "os_scheduler",
+    "history", "alerts", "os_scheduler", "retention", "tripwire",
 }  # fmt: skip
 PYSMB = {"ext:smb", "ext:nmb"}  # pysmb's packages (backdown's own smb package is "smb")
 
