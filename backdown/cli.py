@@ -367,16 +367,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FOLDER",
         help="list the files removed (from FOLDER, or from anywhere)",
     )
+    check = commands.add_parser(
+        "verify", help="read the backup back and compare it (SHA-256) with what it should be"
+    )
+    check.add_argument("name")
+    check.add_argument(
+        "--sample",
+        type=float,
+        default=100.0,
+        metavar="PERCENT",
+        help="read back only this percentage of the files, chosen at random (default 100)",
+    )
+    check.add_argument(
+        "--transfers",
+        type=int,
+        metavar="N",
+        default=DEFAULT_TRANSFERS,
+        help=f"parallel connections (default {DEFAULT_TRANSFERS})",
+    )
     prune = commands.add_parser(
         "prune", help="remove old snapshots and versions by the profile's retention rules"
     )
     prune.add_argument("name")
     prune.add_argument("--dry-run", action="store_true", help="only say what would go")
-    for sub in (snaps, versions, prune):
+    for sub in (snaps, versions, prune, check):
         sub.add_argument(
             "--password-stdin", action="store_true", help="read the password from stdin"
         )
-    for sub in (test, upload, download, snaps, versions, prune):
+    for sub in (test, upload, download, snaps, versions, prune, check):
         _global_options(sub, top=False)
     return parser
 
@@ -550,7 +568,13 @@ def _dispatch(args: argparse.Namespace, env: Environment) -> int:
     profile = store.get(args.name)
     operation = {"backup": "upload", "restore": "download"}.get(args.command, args.command)
     options = RunOptions()
-    if operation != "test":
+    if operation == "verify":
+        if not 0 < args.sample <= 100:
+            raise UsageError("--sample is a percentage above 0, at most 100")
+        if not 1 <= args.transfers <= 64:
+            raise UsageError("--transfers must be between 1 and 64")
+        options = RunOptions(sample=args.sample, transfers=args.transfers)
+    elif operation != "test":
         options = _options_from(args, operation)
     notify = schedule_commands.targets_for(profile, store)
     status = run_operation(env, profile, operation, options, out, args.password_stdin, notify)

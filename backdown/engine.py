@@ -175,7 +175,7 @@ def check_connection(
         session.listdir("")
         report.notes.append(f"opened share '{profile.share}'")
         folder = profile.remote_folder
-        with _folder_access(profile):
+        with folder_access(profile):
             existing = _nearest_existing(session, folder)
         if existing != folder:
             report.notes.append(
@@ -197,7 +197,7 @@ def office_report(
     """Every computer's status record below the profile's folder (up to the first
     {placeholder}), as report rows, stale and failing first; and what could not be read."""
     root = report_root(profile.remote_folder)
-    with using.connect(endpoint_for(profile, password), None) as session, _folder_access(profile):
+    with using.connect(endpoint_for(profile, password), None) as session, folder_access(profile):
         if root and session.stat(root) is None:
             raise ShareError(f"folder '{root}' not found on share '{profile.share}'")
         found, problems = find_status_records(session, root, depth)
@@ -217,7 +217,7 @@ def _nearest_existing(session: Session, folder: str) -> str:
 
 
 @contextmanager
-def _folder_access(profile: Profile) -> Iterator[None]:
+def folder_access(profile: Profile) -> Iterator[None]:
     """Access denied on the remote folder itself stops the run (exit 4), not just one file."""
     try:
         yield
@@ -293,7 +293,7 @@ def _local_source(profile: Profile) -> str:
 
 
 @dataclass
-class _Run:
+class Run:
     """What every step of one run needs: who, how, where it reports, its connections."""
 
     profile: Profile
@@ -308,7 +308,7 @@ class _Run:
     def start(
         cls, profile: Profile, password: str, options: RunOptions, subscriber: Subscriber,
         using: Collaborators, report: RunReport,
-    ) -> _Run:  # fmt: skip
+    ) -> Run:  # fmt: skip
         sessions = _Sessions(endpoint_for(profile, password), using.connect)
         return cls(profile, options, subscriber, using, sessions, report)
 
@@ -344,11 +344,11 @@ def backup(
     local_root = _local_source(profile)
     path_filter = build_filter(local_root, profile.excludes, options.excludes)
     root = profile.remote_folder
-    run = _Run.start(profile, password, options, subscriber, using, report)
+    run = Run.start(profile, password, options, subscriber, using, report)
     with run.locked(config_dir):
         src = walk_local(local_root, path_filter)
         session = run.sessions.get()
-        with _folder_access(profile):
+        with folder_access(profile):
             encoded = names_encoded(session, root)
             dst = walk_remote(session, root, path_filter, encoded is not False) or Tree()
         ignore_case = share_ignores_case(session, root, dst, may_write=not options.dry_run)
@@ -394,7 +394,7 @@ def backup(
     return report
 
 
-def _check_tripwire(run: _Run, session: Session, plan: Plan, dst: Tree, local_root: str) -> None:
+def _check_tripwire(run: Run, session: Session, plan: Plan, dst: Tree, local_root: str) -> None:
     """Stop before replacing anything when the plan looks like ransomware at work (too many
     files replaced, or documents turned into random bytes): RefusedError, exit 2, unless
     --force. A dry run only says so."""
@@ -410,6 +410,11 @@ def _check_tripwire(run: _Run, session: Session, plan: Plan, dst: Tree, local_ro
         session.get_file(rjoin(root, info.stored or path), buf, 0, info.size, min(n, info.size))
         return buf.getvalue()
 
+    if run.options.checksum:
+        # A first --checksum run plans every file without a recorded hash as changed; one
+        # whose size and time are the same is only being hashed, not replaced by something.
+        window = run.options.modify_window
+        plan = replace(plan, items=[i for i in plan.items if not _same_but_unhashed(i, window)])
     verdict = tripwire.check(plan, dst, run.options.max_change, read_new, read_old)
     if not verdict.tripped:
         return
@@ -417,6 +422,14 @@ def _check_tripwire(run: _Run, session: Session, plan: Plan, dst: Tree, local_ro
         run.report.notes.append(verdict.reason)
         return
     raise RefusedError(verdict.reason)
+
+
+def _same_but_unhashed(item: Item, window: float) -> bool:
+    src, dst = item.src, item.dst
+    return (
+        item.action is Action.CHANGED and src is not None and dst is not None
+        and src.size == dst.size and abs(src.mtime - dst.mtime) <= window
+    )  # fmt: skip
 
 
 def _on_share(dst: Tree) -> tuple[dict[str, str], dict[str, set[str]]]:
@@ -478,7 +491,7 @@ def _stored_files(dst: Tree) -> set[str]:
 
 
 def _upload(
-    run: _Run,
+    run: Run,
     uploader: Uploader,
     plan: Plan,
     src: Tree,
@@ -563,7 +576,7 @@ def _upload(
 
 def _write_snapshot(
     session: Session,
-    run: _Run,
+    run: Run,
     src: Tree,
     dst: Tree,
     mirror: bool,
@@ -594,7 +607,7 @@ def _write_snapshot(
     return Tree(files={p: FileInfo(p, size, mtime) for p, (size, mtime, _) in files.items()})
 
 
-def _prune_after(session: Session, run: _Run, held: Tree, encoded: bool) -> None:
+def _prune_after(session: Session, run: Run, held: Tree, encoded: bool) -> None:
     """After a run without failures: prune what the retention rules let go (most runs find
     nothing old enough in two listings and stop)."""
     profile, now = run.profile, run.using.clock()
@@ -607,7 +620,7 @@ def _prune_after(session: Session, run: _Run, held: Tree, encoded: bool) -> None
 
 
 def _copy_all(
-    run: _Run,
+    run: Run,
     meter: Meter,
     plan: Plan,
     earlier_failures: list[Failure],
@@ -634,7 +647,7 @@ def _copy_all(
     return copies, failures
 
 
-def _record_status(session: Session, run: _Run, report: RunReport) -> None:
+def _record_status(session: Session, run: Run, report: RunReport) -> None:
     """Write this computer's status record for the profile (see manifest.status_record);
     the last success is carried over from the record it replaces when this run failed."""
     profile, now = run.profile, run.using.clock()
@@ -672,10 +685,10 @@ def restore(
     report = RunReport(profile.name, "download", dry_run=options.dry_run, destination=target)
     path_filter = PathFilter([*profile.excludes, *options.excludes])
     root = profile.remote_folder
-    run = _Run.start(profile, password, options, subscriber, using, report)
+    run = Run.start(profile, password, options, subscriber, using, report)
     with run.locked(config_dir):
         session = run.sessions.get()
-        with _folder_access(profile):
+        with folder_access(profile):
             src = walk_remote(session, root, path_filter, names_encoded(session, root) is not False)
         if src is None:
             raise ShareError(
@@ -707,7 +720,7 @@ def restore(
 
 
 def _what_to_restore(
-    run: _Run, session: Session, current: Tree, path_filter: PathFilter
+    run: Run, session: Session, current: Tree, path_filter: PathFilter
 ) -> tuple[Tree, dict[str, str], list[str]]:
     """The tree a restore copies from, where each file's content comes from, and what is
     no longer kept: the share as it is now, or as of --as-of, or one --version of a file;
@@ -732,7 +745,7 @@ def _under(path: str, wanted: list[str]) -> bool:
 
 
 def _as_of(
-    run: _Run, session: Session, current: Tree, path_filter: PathFilter
+    run: Run, session: Session, current: Tree, path_filter: PathFilter
 ) -> point_in_time.Resolution:
     root, options = run.profile.remote_folder, run.options
     assert options.as_of is not None
@@ -756,7 +769,7 @@ def _as_of(
 
 
 def _one_version(
-    run: _Run, session: Session, current: Tree, path_filter: PathFilter
+    run: Run, session: Session, current: Tree, path_filter: PathFilter
 ) -> tuple[Tree, dict[str, str], list[str]]:
     options = run.options
     if len(options.paths) != 1:
@@ -799,7 +812,7 @@ def _local_time(when: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
 
 
-def _download(run: _Run, plan: Plan, src: Tree, dst: Tree, target: str) -> None:
+def _download(run: Run, plan: Plan, src: Tree, dst: Tree, target: str) -> None:
     meter = Meter(run.subscriber)
     downloader = Downloader(
         target_root=target,
@@ -850,7 +863,7 @@ def kept(
     root = profile.remote_folder
     path_filter = PathFilter(profile.excludes)
     found = Kept()
-    with using.connect(endpoint_for(profile, password), None) as session, _folder_access(profile):
+    with using.connect(endpoint_for(profile, password), None) as session, folder_access(profile):
         if root and session.stat(root) is None:
             raise ShareError(f"folder '{root}' not found on share '{profile.share}'")
         if path is None and deleted_under is None:
@@ -884,7 +897,7 @@ def prune(
     with (
         profile_lock(config_dir, profile.name),
         using.connect(endpoint_for(profile, password), None) as session,
-        _folder_access(profile),
+        folder_access(profile),
     ):
         encoded = names_encoded(session, root) is not False
         current = walk_remote(session, root, PathFilter([]), encoded)
@@ -895,3 +908,19 @@ def prune(
         if not dry_run:
             todo.problems += pruning.carry_out(session, root, todo)
     return todo
+
+
+def top_level(profile: Profile, password: str, using: Collaborators = Collaborators()) -> list[str]:
+    """The names at the top of the backup (folders end in '/'), for picking what to
+    restore; BackDown's own folder and temporaries left out."""
+    profile = for_this_computer(profile, using)
+    root = profile.remote_folder
+    with using.connect(endpoint_for(profile, password), None) as session, folder_access(profile):
+        if root and session.stat(root) is None:
+            raise ShareError(
+                f"folder '{root}' not found on share '{profile.share}': nothing is backed up yet"
+            )
+        encoded = names_encoded(session, root) is not False
+        tree = walk_remote(session, root, PathFilter(profile.excludes), encoded) or Tree()
+    names = {p.split("/")[0] for p in tree.files} | {d.split("/")[0] for d in tree.dirs}
+    return sorted(n + "/" if n in tree.dirs else n for n in names)

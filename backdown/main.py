@@ -13,15 +13,20 @@ menu comes back.
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 from collections.abc import Callable
 
+from backdown import engine
 from backdown.credentials import forget_password, rename_password, save_password
 from backdown.environment import Environment
 from backdown.errors import BackdownError, Cancelled, ConfigError, ExitStatus, UsageError
 from backdown.initialize import Prompter, new_name_check, prompt_profile
+from backdown.paths import REPLACED_DIR
+from backdown.point_in_time import parse_moment
 from backdown.profile import Profile, validate_local
 from backdown.profile_store import ProfileStore
-from backdown.run_command import Output, run_operation
+from backdown.run_command import Output, logon_for, run_operation
 from backdown.run_options import DEFAULT_TRANSFERS, RunOptions
 from backdown.schedule import days_text, interval_text, parse_days, parse_interval, parse_window
 from backdown.schedule_commands import (
@@ -256,12 +261,53 @@ class Menu:
         self._run(profile, "upload", options)
 
     def download(self, profile: Profile) -> None:
-        target = self.io.ask_valid("Restore into which folder", validate_local, profile.local)
+        """Restore in plain words: what, as of when, where (a new folder unless chosen)."""
+        paths = self._pick_paths(profile)
+        as_of = self.io.ask_valid(
+            "Restore the latest backup, or as of when? (Enter = latest; or like "
+            "'2026-11-28 17:00', 'yesterday', '3d')",
+            _moment_or_latest,
+            "latest",
+        )
+        stamp = time.strftime("%Y%m%d-%H%M")
+        suggested = f"{profile.local.rstrip(os.sep)}-restored-{stamp}"
+        target = self.io.ask_valid("Restore into which folder", validate_local, suggested)
+        if os.path.realpath(target) == os.path.realpath(profile.local):
+            self.io.say(
+                "Restoring over the original folder: local files that differ are not "
+                f"overwritten but kept in {os.path.join(target, REPLACED_DIR)}."
+            )
         dry_run = self.io.confirm("Dry run first (show what would change, change nothing)?", False)
-        options = RunOptions(target=target)
+        options = RunOptions(target=target, paths=paths,
+                             as_of=None if as_of == "latest" else as_of)  # fmt: skip
         if dry_run and not self._dry_run(profile, "download", options, "Download now?"):
             return
         self._run(profile, "download", options)
+
+    def _pick_paths(self, profile: Profile) -> list[str]:
+        """Everything ([]), or files and folders picked from the backup's top level."""
+        if not self.io.confirm("Restore only some files or folders (not everything)?", False):
+            return []
+        logon, password = logon_for(profile, self.env)
+        names = engine.top_level(logon, password)
+        for number, name in enumerate(names, start=1):
+            self.io.say(f"  {number}) {name}")
+
+        def check(answer: str) -> list[str]:
+            picked = []
+            for part in (p.strip() for p in answer.split(",")):
+                if part.isdecimal() and 1 <= int(part) <= len(names):
+                    picked.append(names[int(part) - 1].rstrip("/"))
+                elif part:
+                    picked.append(part.strip("/"))
+            if not picked:
+                raise UsageError("give numbers from the list or paths, separated by commas")
+            return picked
+
+        return self.io.ask_valid(
+            "Which? (numbers from the list, or paths like budget/2026.xlsx; commas between)",
+            check,
+        )
 
     def schedule(self, profile: Profile) -> None:
         current = profile.schedule
@@ -310,8 +356,20 @@ class Menu:
 
     def _run(self, profile: Profile, operation: str, options: RunOptions) -> None:
         status = run_operation(self.env, profile, operation, options, Output())
+        if operation == "download" and options.target:
+            kept = os.path.join(options.target, REPLACED_DIR)
+            if os.path.isdir(kept):
+                self.io.say(f"Local files that differed were kept in {kept}")
         if status != ExitStatus.SUCCESS:
             self.io.warn(f"the {operation} finished, but not everything went through (see above)")
+
+
+def _moment_or_latest(answer: str) -> str:
+    text = answer.strip()
+    if text.lower() in ("", "latest", "now"):
+        return "latest"
+    parse_moment(text, time.time(), None)  # one line saying what is wrong, asked again
+    return text
 
 
 def _interval_or_off(answer: str) -> str:

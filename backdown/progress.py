@@ -132,7 +132,9 @@ class RichProgress(Subscriber):
     def on_plan(self, operation: str, plan: Plan) -> None:
         self._files_total = len(plan.copies)
         self._bytes_total = plan.copy_bytes
-        self._operation = "Backing up" if operation == "upload" else "Restoring"
+        self._operation = {"upload": "Backing up", "verify": "Verifying"}.get(
+            operation, "Restoring"
+        )
         self._began = time.monotonic()
 
     def _ensure_started(self) -> None:

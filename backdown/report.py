@@ -70,8 +70,28 @@ class RunReport:
             "notes": list(self.notes),
         }
 
+    def _verify_lines(self) -> list[str]:
+        lines = [
+            f"Verified '{self.profile}' ({self.destination}): read back "
+            f"{self.files_transferred} files, {_human(self.bytes_transferred)} in "
+            f"{self.seconds:.1f} s ({self.rate_mb_s:.1f} MB/s)."
+        ]
+        lines += [f"  note: {n}" for n in self.notes]
+        if not self.files_failed:
+            return [*lines, "  every file checked is whole."]
+        lines.append(f"  {len(self.files_failed)} failed:")
+        lines += [f"    {f.path}: {f.error}" for f in self.files_failed]
+        lines.append(
+            "  A file whose copy on the share differs keeps its size and time there, so the "
+            "next backup does not send it again: change (or touch) the local file, then back "
+            "up."
+        )
+        return lines
+
     def summary_lines(self, verbose: bool = False) -> list[str]:
         """The end-of-run summary, a few lines a person reads."""
+        if self.operation == "verify":
+            return self._verify_lines()
         verb = {"upload": "Backed up", "download": "Restored"}.get(self.operation, "Done")
         if self.dry_run:
             lines = [

@@ -23,8 +23,9 @@ from backdown.progress import Fanout, NoticePrinter, RichProgress, Subscriber
 from backdown.report import RunReport
 from backdown.run_options import RunOptions
 from backdown.scheduled_runs import update_alerts
+from backdown.verify import VerifyOptions, verify
 
-OPERATIONS = ("upload", "download", "test")
+OPERATIONS = ("upload", "download", "test", "verify")
 
 
 @dataclass
@@ -106,6 +107,14 @@ def _run_engine(
         return engine.backup(profile, password, options, subscriber, config_dir)
     if operation == "download":
         return engine.restore(profile, password, options, subscriber, config_dir)
+    if operation == "verify":
+        checks = VerifyOptions(
+            sample=options.sample,
+            transfers=options.transfers,
+            retries=options.retries,
+            modify_window=options.modify_window,
+        )
+        return verify(profile, password, checks, subscriber, config_dir)
     return engine.check_connection(profile, password)
 
 

@@ -29,3 +29,4 @@ class RunOptions:
     version: int | None = None  # restore: this copy of the one --path (1 = newest)
     max_change: float = 50.0  # upload: the tripwire's limit, percent of the share's files
     force: bool = False  # upload: go ahead although the tripwire tripped
+    sample: float = 100.0  # verify: the percentage of files read back

@@ -269,8 +269,3 @@ def crontab() -> Iterator[None]:
             subprocess.run(["crontab", "-"], input=before.stdout, text=True, check=True)
         else:
             subprocess.run(["crontab", "-r"], capture_output=True, check=False)
-
-
-def crontab_text() -> str:
-    listed = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
-    return listed.stdout if listed.returncode == 0 else "<none>"

@@ -266,3 +266,9 @@ def tree_differences(expected: dict, actual: dict) -> list[str]:
         elif a is not None and a != b:
             problems.append(f"{path}: {describe_difference(a, b)}")
     return problems
+
+
+def crontab_text() -> str:
+    """The crontab of the user running the tests, or '<none>' when there is none."""
+    listed = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    return listed.stdout if listed.returncode == 0 else "<none>"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import crontab_text
+from helpers import crontab_text
 from samba import SambaServer
 
 from backdown import cli
@@ -347,7 +347,11 @@ def test_upload_then_download_through_the_menu(
             assert (share_copy / path.relative_to(local)).read_bytes() == path.read_bytes()
 
     menu.choose(DOWNLOAD)
-    menu.answer(rf"Restore into which folder \[{re.escape(str(local))}\]: ", str(restored))
+    menu.answer(r"Restore only some files or folders [^\n]*\[y/N\] ", "")
+    menu.answer(r"Restore the latest backup, or as of when\?[^\n]*\[latest\]: ", "")
+    # A new folder beside the original by default, never over it unless chosen.
+    menu.answer(rf"Restore into which folder \[{re.escape(str(local))}-restored-[0-9-]+\]: ",
+                str(restored))  # fmt: skip
     menu.answer(r"Dry run first [^\n]*\[y/N\] ", "")
     menu.expect(r"Restored 'home': 5 files")
     menu.expect(r"0 failed")
@@ -488,3 +492,46 @@ def test_schedule_and_status_from_the_menu(
     menu.expect("no profile has a schedule now: the scheduled job was removed")
     assert menu.quit() == 0
     assert "backdown:run-due" not in crontab_text()
+
+
+def test_restore_chosen_folders_as_of_a_date_from_the_menu(
+    menu: MenuSession, samba: SambaServer, remote_dir: str, tmp_path: Path
+) -> None:
+    local = folder(tmp_path, "local")
+    (local / "letters").mkdir()
+    (local / "letters" / "a.txt").write_text("first")
+    (local / "photos").mkdir()
+    (local / "photos" / "p.jpg").write_text("picture")
+    menu.create_profile("home", local, samba, remote_dir)
+    menu.choose(UPLOAD)
+    menu.answer(r"Dry run first [^\n]*\[y/N\] ", "")
+    menu.answer(r"Mirror [^\n]*\[y/N\] ", "")
+    menu.answer(r"Parallel transfers \[4\]: ", "")
+    menu.expect(r"0 failed")
+    time.sleep(1.1)
+    between = time.strftime("%Y-%m-%d %H:%M:%S")
+    time.sleep(1.1)
+    (local / "letters" / "a.txt").write_text("second, longer")
+    menu.choose(UPLOAD)
+    menu.answer(r"Dry run first [^\n]*\[y/N\] ", "")
+    menu.answer(r"Mirror [^\n]*\[y/N\] ", "")
+    menu.answer(r"Parallel transfers \[4\]: ", "")
+    menu.expect(r"0 failed")
+
+    menu.choose(DOWNLOAD)
+    menu.answer(r"Restore only some files or folders [^\n]*\[y/N\] ", "y")
+    menu.expect(r"1\) letters/")
+    menu.expect(r"2\) photos/")
+    menu.answer(r"Which\?[^\n]*: ", "1")
+    menu.answer(r"Restore the latest backup, or as of when\?[^\n]*\[latest\]: ", "last tuesday")
+    menu.expect(r"is not a time")
+    menu.answer(r"Restore the latest backup, or as of when\?[^\n]*\[latest\]: ", between)
+    menu.answer(r"Restore into which folder [^\n]*: ", str(local))
+    menu.expect(r"kept in [^\n]*\.backdown-replaced")
+    menu.answer(r"Dry run first [^\n]*\[y/N\] ", "")
+    menu.expect(r"Restored 'home': 1 files")
+    menu.expect(r"Local files that differed were kept in ")
+    assert menu.quit() == 0
+    assert (local / "letters" / "a.txt").read_text() == "first"
+    [kept] = (local / ".backdown-replaced").rglob("a.txt")
+    assert kept.read_text() == "second, longer"

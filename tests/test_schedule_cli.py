@@ -12,8 +12,7 @@ from pathlib import Path
 
 import keyring
 import pytest
-from conftest import crontab_text
-from helpers import Result, add_profile, assert_same_tree, make_tree, run_cli
+from helpers import Result, add_profile, assert_same_tree, crontab_text, make_tree, run_cli
 from samba import SambaServer
 from test_credentials import MemoryKeyring
 
