@@ -9,6 +9,7 @@ stay inside the target folder.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -86,15 +87,25 @@ class Downloader:
         self.subscriber.on_file_start(src.path, src.size)
         try:
             with open(temp, "ab" if offset else "wb") as f:
+                writer = MeteredWriter(f, self.meter, self.cancel)
+                hashed = _Hashing(writer, temp, offset) if src.sha256 else None
                 session.get_file(
                     rjoin(self.remote_root, src.stored or src.path),
-                    MeteredWriter(f, self.meter, self.cancel),
+                    hashed or writer,
                     offset,
                     src.size,
                 )
                 f.flush()
                 if os.fstat(f.fileno()).st_size != src.size:
                     raise RemoteFileError("changed on the server during the restore; run again")
+                if hashed is not None and hashed.hexdigest() != src.sha256:
+                    # Never a wrong file under the right name: the copy found for this
+                    # content (by size and time) holds something else.
+                    os.remove(temp)
+                    raise RemoteFileError(
+                        "the stored copy does not hold the content recorded for it (its "
+                        "SHA-256 differs); nothing was written"
+                    )
                 mtime_ns = int(src.mtime * 1e9)
                 os.utime(f.fileno(), ns=(mtime_ns, mtime_ns))
                 # On disk before it takes the real name: after a power cut the name holds the
@@ -116,6 +127,25 @@ class Downloader:
         os.replace(dest, keep)
         with self._lock:
             self.set_aside_count += 1
+
+
+class _Hashing:
+    """Passes writes on and hashes them (and what a resumed temporary already holds)."""
+
+    def __init__(self, inner: MeteredWriter, temp: str, offset: int) -> None:
+        self.inner = inner
+        self.digest = hashlib.sha256()
+        if offset:
+            with open(temp, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    self.digest.update(block)
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.inner.write(data)
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
 
 
 def _partial_size(temp: str) -> int:

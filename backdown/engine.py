@@ -63,6 +63,7 @@ from backdown.smb import (
     Connector,
     Endpoint,
     RemoteAccessDenied,
+    RemoteExists,
     RemoteFileError,
     Session,
 )
@@ -132,6 +133,13 @@ def profile_lock(config_dir: Path, name: str) -> Iterator[None]:
         lock.release()
 
 
+# Automatic pruning: at most this often (judged by the server's clock), and not at all when
+# this computer's clock is further than this from the server's.
+PRUNE_EVERY = 86400 - 600
+PRUNE_CLOCK_SLACK = 86400
+PRUNED_MARK = "pruned"
+
+
 @dataclass(frozen=True)
 class Collaborators:
     """What the engine is given rather than reaching for: how to open a session on the
@@ -140,6 +148,9 @@ class Collaborators:
 
     connect: Connector = smb_connect
     clock: Callable[[], float] = time.time
+    # Prune only when this clock agrees with the server's within a day. A test that runs
+    # the engine on a clock of its own (days away from the real server's) turns it off.
+    clock_checked_by_server: bool = True
     user: str = field(default_factory=lambda: local_user())
 
 
@@ -428,6 +439,7 @@ def _same_but_unhashed(item: Item, window: float) -> bool:
     src, dst = item.src, item.dst
     return (
         item.action is Action.CHANGED and src is not None and dst is not None
+        and dst.sha256 is None  # a recorded hash that differs is a real change
         and src.size == dst.size and abs(src.mtime - dst.mtime) <= window
     )  # fmt: skip
 
@@ -565,9 +577,10 @@ def _upload(
     report.files_versioned = uploader.versioned
     report.files_failed = failures
     if not failures:
-        held = _write_snapshot(session, run, src, dst, mirror, uploader.checksums)
+        written = _write_snapshot(session, run, src, dst, mirror, uploader.checksums)
         try:
-            _prune_after(session, run, held, encoded is not False)
+            if written is not None:
+                _prune_after(session, run, *written, encoded is not False)
         except RemoteFileError as exc:  # old versions stay; the backup itself is done
             report.notes.append(f"could not remove old versions ({exc})")
     # Every run is recorded, no-op runs too, so an office-wide "who is overdue" report sees them.
@@ -581,38 +594,80 @@ def _write_snapshot(
     dst: Tree,
     mirror: bool,
     checksums: dict[str, Checksum],
-) -> Tree:
+) -> tuple[Tree, float] | None:
     """Record what the remote folder holds now that the run went through: every local file
     (as uploaded or unchanged) and, in copy mode, what the share kept that is gone here.
-    Returns that as a tree (for pruning)."""
+    Returns that as a tree and the server's time of writing it (for pruning), or None when
+    no snapshot was written."""
     files: dict[str, tuple[int, float, str | None]] = {}
     for path, info in src.files.items():
         known = checksums.get(path)
         sha = known.sha256 if known and known.size == info.size else info.sha256
         files[path] = (info.size, info.mtime, sha)
+    if run.options.excludes:
+        # This run's own patterns hid files that are still on the share: a snapshot would
+        # say they were gone. (The profile's patterns are the backup's own: those it keeps.)
+        run.report.notes.append("no snapshot of this run: --exclude left files out of it")
+        return None
     dirs = set(src.dirs)
     if not mirror:
         for path, info in dst.files.items():
             files.setdefault(path, (info.size, info.mtime, None))
         dirs |= dst.dirs
     profile = run.profile
-    stamp = utc_stamp(run.using.clock())
-    ref = snapshots.parse_name(snapshots.file_name(stamp, profile.client_name))
-    assert ref is not None
     try:
-        snapshots.write(session, profile.remote_folder,
-                        snapshots.Snapshot(ref, profile.name, files, sorted(dirs)))  # fmt: skip
+        ref = _write_new_snapshot(session, run, files, sorted(dirs))
+        written = session.stat(rjoin(snapshots.folder(profile.remote_folder), ref.name))
     except RemoteFileError as exc:  # the backup is whole; only "as of now" is not recorded
         run.report.notes.append(f"could not record this run's snapshot ({exc})")
-    return Tree(files={p: FileInfo(p, size, mtime) for p, (size, mtime, _) in files.items()})
+        return None
+    if written is None:
+        return None
+    # The file's time is the server's clock: pruning checks ours against it (_prune_after).
+    held = Tree(files={p: FileInfo(p, size, mtime) for p, (size, mtime, _) in files.items()})
+    return held, written.mtime
 
 
-def _prune_after(session: Session, run: Run, held: Tree, encoded: bool) -> None:
-    """After a run without failures: prune what the retention rules let go (most runs find
-    nothing old enough in two listings and stop)."""
+def _write_new_snapshot(
+    session: Session, run: Run, files: dict[str, tuple[int, float, str | None]], dirs: list[str]
+) -> snapshots.SnapshotRef:
+    """Write the snapshot under a name of its own: a name already taken (two runs in one
+    millisecond) moves it a millisecond later, never over the other one."""
+    profile, when = run.profile, run.using.clock()
+    for attempt in range(10):
+        stamp = utc_stamp(when + attempt / 1000)
+        ref = snapshots.parse_name(snapshots.file_name(stamp, profile.client_name))
+        assert ref is not None
+        try:
+            snapshots.write(session, profile.remote_folder,
+                            snapshots.Snapshot(ref, profile.name, files, dirs))  # fmt: skip
+            return ref
+        except RemoteExists:
+            session.remove(rjoin(snapshots.folder(profile.remote_folder), ref.name + ".new"))
+    raise RemoteExists("every name tried for this run's snapshot was taken")
+
+
+def _prune_after(session: Session, run: Run, held: Tree, server_now: float, encoded: bool) -> None:
+    """After a run without failures, at most once a day: prune what the retention rules let
+    go. Not when this computer's clock is more than a day off the server's: a clock years
+    ahead would make every snapshot and version look old."""
     profile, now = run.profile, run.using.clock()
-    if not pruning.worth_a_look(session, profile.remote_folder, profile, now):
+    root = profile.remote_folder
+    if not run.using.clock_checked_by_server:
+        server_now = now
+    if abs(server_now - now) > PRUNE_CLOCK_SLACK:
+        days = abs(server_now - now) / 86400
+        run.report.notes.append(
+            f"this computer's clock is {days:.0f} days off the server's: nothing old was "
+            "pruned; set the clock right"
+        )
         return
+    mark = session.stat(rjoin(root, META_DIR, PRUNED_MARK))
+    if mark is not None and 0 <= server_now - mark.mtime < PRUNE_EVERY:
+        return
+    if not pruning.worth_a_look(session, root, profile, now):
+        return
+    session.write_file(rjoin(root, META_DIR, PRUNED_MARK), _Empty())
     todo = pruning.plan(session, profile.remote_folder, profile, now, held,
                         run.options.modify_window, PathFilter([]), encoded)  # fmt: skip
     problems = todo.problems + pruning.carry_out(session, profile.remote_folder, todo)
@@ -735,7 +790,7 @@ def _what_to_restore(
     tree = resolution.tree
     missing = resolution.missing
     if options.paths:
-        tree = point_in_time.only(tree, options.paths)
+        tree = point_in_time.only(tree, options.paths, also=missing)
         missing = [m for m in missing if _under(m, options.paths)]
     return tree, resolution.sources, missing
 
@@ -760,12 +815,40 @@ def _as_of(
             f"restoring the folder as it was at {_local_time(ref.time)} (snapshot {ref.id}, "
             f"from {ref.computer})"
         )
-        index = _versions_index(session, root, path_filter)
+        # What the filters leave out is not restored: as a plain restore does.
+        snapshot.files = {
+            p: v for p, v in snapshot.files.items() if not path_filter.excluded(p, False)
+        }
+        _hashes_of_current(session, root, refs, ref, current)
+        index = _versions_index(session, root, PathFilter([]))
         return point_in_time.resolve(snapshot, current, index, options.modify_window)
     raise ShareError(
         f"no readable snapshot at or before {options.as_of!r} on the share; 'backdown "
         f"snapshots {run.profile.name}' lists them"
     )
+
+
+def _hashes_of_current(
+    session: Session,
+    root: str,
+    refs: list[snapshots.SnapshotRef],
+    chosen: snapshots.SnapshotRef,
+    current: Tree,
+) -> None:
+    """Give the current files the SHA-256 the newest snapshot recorded for them (same size
+    and time), so that a file whose content changed while keeping its size and time is not
+    taken for the content of an older snapshot."""
+    newest = refs[-1] if refs else None
+    if newest is None or newest == chosen:
+        return
+    try:
+        latest = snapshots.read(session, root, newest)
+    except snapshots.SnapshotDamaged:
+        return  # no hashes: the copies are chosen by size and time, and checked on arrival
+    for path, info in list(current.files.items()):
+        entry = latest.files.get(path)
+        if entry and entry[2] and entry[0] == info.size and abs(entry[1] - info.mtime) < 1e-3:
+            current.files[path] = replace(info, sha256=entry[2])
 
 
 def _one_version(
@@ -776,7 +859,7 @@ def _one_version(
         raise UsageError("--version needs exactly one --path FILE")
     path = options.paths[0].strip("/")
     copies = point_in_time.copies_of(
-        path, current, _versions_index(session, run.profile.remote_folder, path_filter)
+        path, current, _versions_index(session, run.profile.remote_folder, PathFilter([]))
     )
     assert options.version is not None
     if not 1 <= options.version <= len(copies):
@@ -791,12 +874,6 @@ def _one_version(
     tree = Tree(files={path: copy.info})
     tree = point_in_time.only(tree, [path])
     return tree, {path: copy.where}, []
-
-
-def versions_index(
-    session: Session, root: str, path_filter: PathFilter
-) -> point_in_time.VersionIndex:
-    return _versions_index(session, root, path_filter)
 
 
 def _versions_index(
@@ -861,7 +938,7 @@ def kept(
     `deleted_under` ('' for the whole folder)."""
     profile = for_this_computer(profile, using)
     root = profile.remote_folder
-    path_filter = PathFilter(profile.excludes)
+    path_filter = PathFilter([])  # what is kept, whatever the patterns say today
     found = Kept()
     with using.connect(endpoint_for(profile, password), None) as session, folder_access(profile):
         if root and session.stat(root) is None:

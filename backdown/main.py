@@ -22,6 +22,7 @@ from backdown.credentials import forget_password, rename_password, save_password
 from backdown.environment import Environment
 from backdown.errors import BackdownError, Cancelled, ConfigError, ExitStatus, UsageError
 from backdown.initialize import Prompter, new_name_check, prompt_profile
+from backdown.manifest import parse_stamp
 from backdown.paths import REPLACED_DIR
 from backdown.point_in_time import parse_moment
 from backdown.profile import Profile, validate_local
@@ -368,6 +369,8 @@ def _moment_or_latest(answer: str) -> str:
     text = answer.strip()
     if text.lower() in ("", "latest", "now"):
         return "latest"
+    if parse_stamp(text) is not None:
+        return text  # a snapshot id, as 'backdown snapshots' shows them
     parse_moment(text, time.time(), None)  # one line saying what is wrong, asked again
     return text
 

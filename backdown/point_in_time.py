@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as clock
+from typing import TypeVar
 
 from backdown.errors import UsageError
 from backdown.manifest import VERSIONS, parse_stamp
@@ -25,6 +26,7 @@ from backdown.plan import FileInfo, Tree
 from backdown.snapshots import Snapshot, SnapshotRef
 
 VERSIONS_PREFIX = f"{META_DIR}/{VERSIONS}"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,16 @@ def resolve(snapshot: Snapshot, current: Tree, index: VersionIndex, window: floa
     sources: dict[str, str] = {}
     missing: list[str] = []
     for path, (size, mtime, sha) in sorted(snapshot.files.items()):
-        copy = _holding(path, size, mtime, snapshot.ref.time, current, index, window)
+        copy = _holding(path, size, mtime, sha, snapshot.ref.time, current, index, window)
         if copy is None:
             missing.append(path)
             continue
-        tree.files[path] = replace(copy.info, size=size, sha256=sha or copy.info.sha256)
+        # Under the snapshot's path (a share that ignores case may hold it under another
+        # case now), read from wherever the copy is stored.
+        stored = copy.info.stored or copy.info.path
+        tree.files[path] = replace(
+            copy.info, path=path, stored=stored, size=size, sha256=sha or copy.info.sha256
+        )
         sources[path] = copy.where
         parent = posixpath.dirname(path)
         while parent and parent not in tree.dirs:
@@ -98,35 +105,46 @@ def resolve(snapshot: Snapshot, current: Tree, index: VersionIndex, window: floa
     return Resolution(tree, sources, missing)
 
 
+def _folded(found: dict[str, T], path: str) -> T | None:
+    """The entry whose path differs only in case: a share that ignores case keeps a file
+    renamed only in case under its new name (the size and time still have to agree)."""
+    wanted = path.casefold()
+    return next((v for p, v in found.items() if p.casefold() == wanted), None)
+
+
 def _holding(
     path: str,
     size: int,
     mtime: float,
+    sha: str | None,
     taken: float,
     current: Tree,
     index: VersionIndex,
     window: float,
 ) -> StoredCopy | None:
     def same(info: FileInfo) -> bool:
+        if info.sha256 and sha and info.sha256 != sha:
+            return False  # the size and time agree, the recorded content does not
         return info.size == size and abs(info.mtime - mtime) <= window
 
-    now = current.files.get(path)
+    now = current.files.get(path) or _folded(current.files, path)
     if now is not None and same(now):
         return StoredCopy("", None, now)
-    matches = [c for c in index.by_path.get(path, []) if same(c.info)]
+    copies = index.by_path.get(path) or _folded(index.by_path, path) or []
+    matches = [c for c in copies if same(c.info)]
     later = [c for c in matches if (c.replaced or 0.0) >= taken]
     if later:
         return later[0]  # replaced after the snapshot: it held this content at that time
     return matches[-1] if matches else None
 
 
-def only(tree: Tree, paths: list[str], sources: dict[str, str] | None = None) -> Tree:
-    """The part of a tree under the given files or folders; UsageError for a path it has
-    never held."""
+def only(tree: Tree, paths: list[str], also: list[str] | None = None) -> Tree:
+    """The part of a tree under the given files or folders; UsageError for a path neither
+    the tree nor `also` (files the backup held whose content is gone) has."""
     picked = Tree()
     for wanted in paths:
         wanted = wanted.strip("/")
-        hit = False
+        hit = any(p == wanted or p.startswith(wanted + "/") for p in also or [])
         for path, info in tree.files.items():
             if path == wanted or path.startswith(wanted + "/"):
                 picked.files[path] = info
@@ -206,11 +224,11 @@ def parse_moment(text: str, now: float, tz: tzinfo | None) -> float:
     for form in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
         try:
             parsed = datetime.strptime(raw.upper() if "T" in form else raw, form)
-        except ValueError:
-            continue
-        if form == "%Y-%m-%d":
-            return _end_of(parsed.date(), tz)
-        return _timestamp(parsed, tz)
+            if form == "%Y-%m-%d":
+                return _end_of(parsed.date(), tz)
+            return _timestamp(parsed, tz)
+        except (ValueError, OverflowError, OSError):
+            continue  # not this form, or a year no clock can hold
     raise UsageError(
         f"--as-of {text!r} is not a time: give '2026-11-28 17:00', a date, 'yesterday', "
         "an age like 3d or 12h, or a snapshot id from 'backdown snapshots NAME'"
@@ -218,7 +236,10 @@ def parse_moment(text: str, now: float, tz: tzinfo | None) -> float:
 
 
 def _end_of(day: date, tz: tzinfo | None) -> float:
-    return _timestamp(datetime.combine(day, clock(23, 59, 59)), tz)
+    """The last moment of the day: just before the next midnight (a snapshot taken at
+    23:59:59.7 still belongs to it)."""
+    midnight = datetime.combine(day + timedelta(days=1), clock(0, 0))
+    return _timestamp(midnight, tz) - 1e-3
 
 
 def _timestamp(naive: datetime, tz: tzinfo | None) -> float:

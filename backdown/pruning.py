@@ -33,7 +33,14 @@ DAY = 86400
 
 
 def policy_for(profile: Profile) -> Policy:
+    """The snapshots to keep. keep_versions_days 0 means keep everything: the other rules
+    only ever add to what is kept, so with it there is nothing to forget."""
+    if profile.keep_versions_days <= 0:
+        return Policy()  # empty: every snapshot kept
     return Policy(
+        # The one before the newest too: a laptop back after longer than keep_versions_days
+        # away still has the state it left with.
+        keep_last=2,
         keep_daily=profile.keep_daily,
         keep_weekly=profile.keep_weekly,
         keep_monthly=profile.keep_monthly,
@@ -93,14 +100,6 @@ def plan(
     refs = snapshots.list_refs(session, root)
     decision = decide(refs, policy_for(profile), now=now)
     result.keep, result.forget, result.reasons = decision.keep, decision.forget, decision.reasons
-    kept: list[snapshots.Snapshot] = []
-    for ref in decision.keep:
-        try:
-            kept.append(snapshots.read(session, root, ref))
-        except snapshots.SnapshotDamaged as err:
-            # Without it, what it needs is unknown: keep every version (prune nothing).
-            result.problems.append(f"{err}; no version is pruned until it is readable")
-            return result
     where = rjoin(root, META_DIR, VERSIONS)
     tree = walk_remote(session, where, path_filter, encoded) or Tree()
     index = point_in_time.VersionIndex.from_tree(tree)
@@ -114,7 +113,24 @@ def plan(
             )
             result.stored[(copy.stamp, path)] = copy.info.stored or ""
     now_held = {p: (i.size, i.mtime) for p, i in current.files.items()}
-    needed = needed_versions(kept, versions, now_held, window)
+    needed: set[tuple[str, str]] = set()
+    held_sha: dict[str, str] = {}
+    by_path: dict[str, list[VersionFile]] = {}
+    for version in versions:
+        by_path.setdefault(version.path, []).append(version)
+    # One snapshot in memory at a time, newest first (it tells the current files' hashes).
+    for ref in reversed(decision.keep):
+        try:
+            snap = snapshots.read(session, root, ref)
+        except snapshots.SnapshotDamaged as err:
+            # Without it, what it needs is unknown: keep every version (prune nothing).
+            result.problems.append(f"{err}; no version is pruned until it is readable")
+            result.delete = []
+            return result
+        if not held_sha:
+            held_sha = _hashes_held(snap, now_held, window)
+        needed |= needed_versions([snap], versions, now_held, window)
+        needed |= _needed_by_hash(snap, by_path, held_sha, window)
     result.delete = prunable_versions(
         versions, needed, now, profile.keep_versions_days, current=now_held
     )
@@ -136,6 +152,38 @@ def plan(
         if sum(1 for v in result.delete if v.stamp == stamp) == count:
             result.whole_folders.append(stamp)
     return result
+
+
+def _hashes_held(
+    newest: snapshots.Snapshot, now_held: dict[str, tuple[int, float]], window: float
+) -> dict[str, str]:
+    """The SHA-256 of each current file, as the newest snapshot recorded it (when the size
+    and time still agree)."""
+    found = {}
+    for path, (size, mtime, sha) in newest.files.items():
+        held = now_held.get(path)
+        if sha and held and held[0] == size and abs(held[1] - mtime) <= window:
+            found[path] = sha
+    return found
+
+
+def _needed_by_hash(
+    snap: snapshots.Snapshot,
+    by_path: dict[str, list[VersionFile]],
+    held_sha: dict[str, str],
+    window: float,
+) -> set[tuple[str, str]]:
+    """Versions a snapshot needs although the current file has the same size and time: its
+    recorded content differs (an edit that kept both). Which version holds it cannot be told
+    without reading, so every one with that size and time is kept."""
+    needed = set()
+    for path, (size, mtime, sha) in snap.files.items():
+        if not sha or path not in held_sha or held_sha[path] == sha:
+            continue
+        for v in by_path.get(path, []):
+            if v.size == size and abs(v.mtime - mtime) <= window:
+                needed.add((v.stamp, v.path))
+    return needed
 
 
 def carry_out(session: Session, root: str, todo: PrunePlan) -> list[str]:

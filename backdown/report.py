@@ -103,6 +103,10 @@ class RunReport:
             ]
             if verbose:
                 lines += [f"  {action:<20} {path}" for action, path in self.planned]
+            lines += [f"  note: {n}" for n in self.notes]
+            if self.files_failed:
+                lines.append(f"  {len(self.files_failed)} would fail:")
+                lines += [f"    {f.path}: {f.error}" for f in self.files_failed]
             return lines
         lines = [
             f"{verb} '{self.profile}': {self.files_transferred} files, "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import math
 from dataclasses import dataclass, field
 
 from backdown.manifest import parse_stamp
@@ -109,7 +110,9 @@ def decode(raw: bytes, ref: SnapshotRef) -> Snapshot:
         files: dict[str, tuple[int, float, str | None]] = {}
         for path, entry in data["files"].items():
             size, mtime, sha = entry
-            if not isinstance(size, int) or not isinstance(mtime, int | float):
+            good_size = isinstance(size, int) and not isinstance(size, bool) and size >= 0
+            good_time = isinstance(mtime, int | float) and not isinstance(mtime, bool)
+            if not good_size or not good_time or not math.isfinite(mtime):
                 raise ValueError(f"bad entry for {path!r}")
             files[str(path)] = (size, float(mtime), sha if isinstance(sha, str) else None)
         dirs = [str(d) for d in data.get("dirs", [])]

@@ -80,8 +80,8 @@ def looks_encrypted(new_head: bytes, old_head: bytes) -> bool:
     below 6, compressed data is above 7.3 and random bytes above 7.7: 7.0 and 7.5 leave
     room on both sides.
     """
-    if len(new_head) < MIN_BYTES:
-        return False
+    if len(new_head) < MIN_BYTES or len(old_head) < MIN_BYTES:
+        return False  # too short to tell, or an empty placeholder filled in: not encryption
     return _randomness(new_head) >= RANDOM and _randomness(old_head) < NOT_RANDOM
 
 

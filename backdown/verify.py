@@ -21,7 +21,7 @@ from pathlib import Path
 from backdown import snapshots
 from backdown.engine import Collaborators, Run, folder_access, for_this_computer
 from backdown.errors import Cancelled, RemoteFileError, ShareError, UsageError
-from backdown.filters import PathFilter
+from backdown.filters import PathFilter, build_filter
 from backdown.manifest import names_encoded
 from backdown.paths import local_path, rjoin
 from backdown.plan import Action, FileInfo, Item, Plan, Tree
@@ -36,7 +36,7 @@ from backdown.run_options import (
 )
 from backdown.smb import Session
 from backdown.transfer import Meter, WorkerPool
-from backdown.walk import walk_remote
+from backdown.walk import walk_local, walk_remote
 
 THE_SNAPSHOT = "the snapshot's hash"
 THE_LOCAL_FILE = "the local file"
@@ -229,6 +229,18 @@ def against_local(share: Tree) -> list[Check]:
     ]
 
 
+def _not_on_share(profile: Profile, share: Tree) -> list[Failure]:
+    """Without a snapshot: the local files the share lacks (an interrupted first backup)."""
+    if not os.path.isdir(profile.local):
+        return []
+    local = walk_local(profile.local, build_filter(profile.local, profile.excludes, []))
+    return [
+        Failure(path, "missing on the share: this local file is not backed up yet")
+        for path in sorted(local.files)
+        if path not in share.files
+    ]
+
+
 def _progress_plan(checks: list[Check]) -> Plan:
     """The files to read as a plan, so a progress bar knows the files and bytes to come."""
     items = [Item(Action.NEW, c.path, FileInfo(c.path, c.size, c.mtime), None) for c in checks]
@@ -281,7 +293,7 @@ def verify(
                 "no snapshot on the share (backed up before snapshots were kept, or none "
                 "could be read): the share's files were compared with the local folder"
             )
-            checks, failures = against_local(share), []
+            checks, failures = against_local(share), _not_on_share(profile, share)
             total = len(share.files)
         # The share of all the files the backup holds, drawn from those found as recorded
         # (a missing or changed file has failed already, and cannot be read as it was).

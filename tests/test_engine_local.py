@@ -38,7 +38,9 @@ def rig(tmp_path: Path) -> tuple[Profile, Path, Path, Clock, Collaborators]:
     local.mkdir()
     profile = Profile("p", str(local), "nas", "backup", remote_folder="ann", keep_versions_days=7)
     clock = Clock(NOON)
-    using = Collaborators(connect=local_connector(server), clock=clock)
+    using = Collaborators(
+        connect=local_connector(server), clock=clock, clock_checked_by_server=False
+    )
     return profile, local, server / "backup" / "ann", clock, using
 
 

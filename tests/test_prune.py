@@ -51,7 +51,8 @@ def weeks(tmp_path: Path, samba: SambaServer, remote_dir: str) -> tuple[Path, Pa
             (local / "old-plan.txt").unlink()
         clock = noon(day)
         result = engine.backup(profile, samba.password, RunOptions(), Fanout(), config,
-                               Collaborators(clock=lambda clock=clock: clock))  # fmt: skip
+                               Collaborators(clock=lambda clock=clock: clock,
+                                             clock_checked_by_server=False))  # fmt: skip
         assert result.ok, result
     return local, config, samba.share_path("backup") / remote_dir
 

@@ -2,14 +2,17 @@
 """BackDown's transfer benchmark: BackDown vs smbclient vs a naive pysmb loop.
 
     python tests/bench/run_bench.py [--lan] [--runs 3] [--big-mib 1024] [--small-files 5000]
-                                    [--out FILE] [--workdir DIR] [--cases abcd] [--profile DIR]
+                                    [--snap-files 100000] [--snap-folders 2000]
+                                    [--out FILE] [--workdir DIR] [--cases abcds] [--profile DIR]
 
 Starts its own Samba server (tests/samba.py) in a temporary folder, makes the data sets and
 times each client as a whole process (interpreter start and logon included), three runs each:
 
 (a) one big file up and down;   (b) many 4 KiB files in 50 folders up and down;
 (c) BackDown's upload again with nothing changed;   (d) again after touching 10 files;
-(e) the peak RSS of every process of (a) and (b), from wait4() (through rusage_exec.c).
+(e) the peak RSS of every process of (a) and (b), from wait4() (through rusage_exec.c);
+(s) snapshots and restore --as-of over 100,000 files in 2,000 nested folders: the snapshot's
+size on the share, the --as-of plan's time (dry run), a no-change upload of that many files.
 
 With --lan every client talks to the server through lanproxy (500 us each way, 1 Gbit/s
 shared). A script, not a test: tests/bench/conftest.py keeps pytest out of this folder.
@@ -26,6 +29,7 @@ import importlib.util
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -55,6 +59,18 @@ BACKDOWN_META = (".backdown", ".backdown-replaced")  # BackDown's own folders, n
 TOUCHED = 10
 RSS_TARGET_MB = 100.0
 RERUN_TARGET_S = 1.0
+# The snapshot issue's targets (restore as of a date): a no-change run of 5,000 files on
+# loopback, snapshot writing included; the snapshot of 100,000 files on the share; planning
+# a restore --as-of of 100,000 files.
+NOCHANGE_TARGET_S = 0.5
+NOCHANGE_TARGET_FILES = 5000
+SNAP_TARGET_FILES = 100_000
+SNAPSHOT_TARGET_MB = 10.0
+AS_OF_TARGET_S = 5.0
+AS_OF_RUNS = 3
+SNAP_CHANGED = 1000  # (s): files changed after the first upload, so versions hold some
+SNAPSHOTS_DIR = (".backdown", "snapshots")
+SIZES_SCRIPT = HERE / "snapshot_sizes.py"
 
 
 class BenchError(RuntimeError):
@@ -266,6 +282,83 @@ def make_small(root: Path, files: int, folders: int, size: int = 4096) -> DataSe
     )
 
 
+# Words an office's folders and files are named with: English, German, French, Spanish,
+# Nordic, Polish, Greek, Russian, Japanese and Chinese, with spaces, accents and non-Latin
+# scripts (all NFC; nothing SMB refuses, so every name is stored as it is).
+_WORDS = (
+    "Projects", "Invoices", "Clients", "Archive", "Photos", "Reports", "Budget", "Minutes",
+    "Meeting notes", "Contracts", "Templates", "Scans", "Drafts", "Final", "old", "misc",
+    "Marketing", "HR", "Payroll", "Tax", "Quotes", "Offers", "Suppliers", "Website", "Logos",
+    "Verträge", "Rechnungen", "Übersicht", "Angebote", "Kundenliste", "Steuererklärung",
+    "Sonstiges", "Café", "Résumé", "Dossiers clients", "Bilan", "Fiche de paie", "Été",
+    "Señales", "Presupuesto", "Año", "Ångström", "Øresund", "Kraków", "Łódź", "Zażółć",
+    "Προσφορά", "Λογαριασμοί", "Отчёт", "Документы", "Счета", "東京", "報告書", "見積書",
+    "議事録", "客户", "合同", "ÉQUIPE", "naïve", "Straße", "Müller GmbH", "Nordlicht",
+)  # fmt: skip
+_EXTS = (
+    ".pdf", ".docx", ".xlsx", ".pptx", ".odt", ".txt", ".md", ".csv", ".jpg", ".jpeg", ".png",
+    ".heic", ".eml", ".msg", ".zip", ".json", ".xml", ".py", ".mp3", ".dwg", ".ods", "",
+)  # fmt: skip
+
+
+def _name(rng: random.Random, longest: int) -> str:
+    """A file or folder name people give: words, a date, a number, a copy marker."""
+    parts = rng.sample(_WORDS, rng.choice((1, 1, 1, 2, 2, 3, 4)))
+    if rng.random() < 0.3:
+        parts.append(f"{rng.randint(2009, 2026)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}")
+    if rng.random() < 0.25:
+        parts.append(str(rng.randint(1, 999)))
+    joiner = rng.choice((" ", " ", " ", "_", "-", " - "))
+    name = joiner.join(parts)[:longest].strip(" -_.")
+    if rng.random() < 0.05:
+        name += " (1)"
+    return name or "x"
+
+
+def make_named_tree(root: Path, files: int, folders: int, seed: int = 9) -> DataSet:
+    """files small files (0 to 32 KiB, most a few KiB) spread over exactly folders nested
+    folders (1 to 6 deep, most 3 or 4), named like an office's: varied lengths, spaces,
+    accents, other scripts. The same seed gives the same names and sizes (not bytes)."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True)
+    made: list[str] = []
+    at_depth: dict[int, list[str]] = defaultdict(list)
+    at_depth[0].append("")
+    taken: dict[str, set[str]] = defaultdict(set)  # folder -> its children's names, casefolded
+    while len(made) < folders:
+        depth = rng.choices((1, 2, 3, 4, 5, 6), weights=(1, 10, 35, 35, 15, 4))[0]
+        while not at_depth[depth - 1]:
+            depth -= 1
+        parent = rng.choice(at_depth[depth - 1])
+        name = _name(rng, 32)
+        if name.casefold() in taken[parent]:
+            continue
+        taken[parent].add(name.casefold())
+        rel = f"{parent}/{name}" if parent else name
+        (root / rel).mkdir()
+        made.append(rel)
+        at_depth[depth].append(rel)
+    total = 0
+    for _ in range(files):
+        folder = rng.choice(made)
+        while True:
+            name = _name(rng, 80) + rng.choice(_EXTS)
+            if name.casefold() not in taken[folder] and not name.startswith("~$"):
+                break
+        taken[folder].add(name.casefold())
+        size = min(int(rng.expovariate(1 / 2500)), 32 * 1024)
+        (root / folder / name).write_bytes(os.urandom(size))
+        total += size
+    return DataSet(
+        "snap",
+        root,
+        files,
+        total,
+        folders,
+        f"{files:,} small files in {folders:,} nested folders",
+    )
+
+
 # --------------------------------------------------------------------------- the benchmark
 
 
@@ -277,6 +370,32 @@ class Results:
     )
     rerun: list[Sample] = field(default_factory=list)  # (c)
     touched: list[Sample] = field(default_factory=list)  # (d)
+    snap: SnapResults | None = None  # (s)
+
+
+@dataclass
+class SnapResults:
+    """(s): the named tree's uploads, its first snapshot and the --as-of plans over it."""
+
+    generate_s: float = 0.0  # writing the data set
+    first: Sample | None = None  # the first upload, which writes the snapshot measured
+    sizes: dict[str, Any] = field(default_factory=dict)  # snapshot_sizes.py's JSON
+    disk_bytes: int = 0  # the snapshot file on the server's disk
+    rerun: list[Sample] = field(default_factory=list)  # uploads again, nothing changed
+    changed: Sample | None = None  # the upload after changing SNAP_CHANGED files
+    versions: int = 0  # files in the versions area when --as-of plans
+    as_of: list[Sample] = field(default_factory=list)  # download --as-of --dry-run --json
+    plan_now: list[Sample] = field(default_factory=list)  # download --dry-run --json
+    old_bytes_back: str = ""  # which changed file a real --as-of restore brought back
+    took_s: float = 0.0  # the whole case
+
+    @property
+    def samples(self) -> list[Sample]:
+        """Every timed run, in run order."""
+        first = [self.first] if self.first else []
+        changed = [self.changed] if self.changed else []
+        plans = [s for pair in zip(self.plan_now, self.as_of, strict=False) for s in pair]
+        return first + self.rerun + changed + plans
 
 
 class Bench:
@@ -302,6 +421,7 @@ class Bench:
         # Others may edit backdown/ while this runs for half an hour: every run uses one copy.
         self.src = self.work / "src"
         self.source_digest = ""
+        self.snap_profiles: list[str] = []  # (s) under --profile: sections for the summary
 
     # ----------------------------------------------------------------- set-up, clean-up
 
@@ -535,6 +655,12 @@ class Bench:
                 f"expected {want.files} files, {want.bytes} bytes, {want.dirs} folders"
             )
 
+    def snapshot_files(self, ds: DataSet) -> list[Path]:
+        """The snapshot files BackDown has written for ds, on the server's disk, oldest first
+        (their names start with the UTC time)."""
+        folder = self.remote_disk(ds).joinpath(*SNAPSHOTS_DIR)
+        return sorted(folder.glob("*.json.gz")) if folder.is_dir() else []
+
     # ----------------------------------------------------------------- the clients
 
     def command(
@@ -639,14 +765,19 @@ class Bench:
         os.sync()
         if "c" in self.args.cases:
             for run in range(self.args.runs):
+                before = len(self.snapshot_files(ds))
                 sample = self.timed(
                     f"(c) BackDown re-run, nothing changed, run {run + 1}", cmd, env
                 )
                 self._check_output(BACKDOWN, sample, expected=None)
+                # Each successful upload writes a snapshot, a no-change one too: that is
+                # what the 0.5 s target is about, so count it.
+                sample.extra["snapshots_written"] = len(self.snapshot_files(ds)) - before
                 self.results.rerun.append(sample)
                 say(
                     f"  (c) run {run + 1}/{self.args.runs} {sample.seconds:6.2f} s, "
-                    f"files_transferred {sample.extra['files_transferred']}"
+                    f"files_transferred {sample.extra['files_transferred']}, "
+                    f"snapshots written {sample.extra['snapshots_written']}"
                 )
         if "d" in self.args.cases:
             files = sorted(p for p in ds.path.rglob("*") if p.is_file())
@@ -670,6 +801,176 @@ class Bench:
                 )
         shutil.rmtree(self.remote_disk(ds), ignore_errors=True)
 
+    def run_snapshots(self) -> None:
+        """(s): snapshots and restore --as-of over --snap-files files in --snap-folders
+        nested folders with office-like names.
+
+        First upload (writes the snapshot measured: its bytes on the server's disk), the
+        uploads again with nothing changed, then SNAP_CHANGED files changed and uploaded
+        (their old copies go to the versions area), then `download --as-of <first snapshot>
+        --dry-run --json` AS_OF_RUNS times: a plan that takes each file from the current
+        copy or from a version. Last, one real --as-of restore of a changed file must bring
+        its old bytes back.
+        """
+        began = time.perf_counter()
+        args = self.args
+        snap = self.results.snap = SnapResults()
+        say(f"  writing {args.snap_files:,} files in {args.snap_folders:,} folders ...")
+        ds = make_named_tree(self.work / "data" / "snap", args.snap_files, args.snap_folders)
+        snap.generate_s = time.perf_counter() - began
+        self.datasets["snap"] = ds
+        self._add_profile(ds)
+        os.sync()
+        say(f"  {ds.files:,} files, {ds.bytes / 1e6:.1f} MB in {snap.generate_s:.1f} s; uploading")
+        self.reset_remote(ds)
+        cmd, env = self.command(BACKDOWN, "up", ds, ds.path)
+        first = snap.first = self.timed("(s) first BackDown upload", cmd, env)
+        self._check_output(BACKDOWN, first, expected=ds.files)
+        self.check_count(first.label, self.remote_disk(ds), ds)
+        written = self.snapshot_files(ds)
+        if len(written) != 1:
+            raise BenchError(f"{first.label}: {len(written)} snapshot files on the share, not 1")
+        snap.disk_bytes = written[0].stat().st_size
+        sizes = self.runner.run(
+            "(s) snapshot sizes", [sys.executable, str(SIZES_SCRIPT), str(written[0])], self._env()
+        )
+        snap.sizes = _last_json(sizes.stdout) or {}
+        if snap.sizes.get("files") != ds.files or snap.sizes.get("dirs") != ds.dirs:
+            raise BenchError(
+                f"the first snapshot lists {snap.sizes.get('files')} files and "
+                f"{snap.sizes.get('dirs')} folders, not {ds.files} and {ds.dirs}"
+            )
+        say(
+            f"  (s) first upload {first.seconds:.1f} s, {first.rss_mb:.1f} MB; snapshot "
+            f"{snap.disk_bytes / 1e6:.2f} MB on the share"
+        )
+        os.sync()
+        for run in range(args.runs):
+            sample = self.timed(f"(s) BackDown re-run, nothing changed, run {run + 1}", cmd, env)
+            self._check_output(BACKDOWN, sample, expected=0)
+            sample.extra["snapshots_written"] = len(self.snapshot_files(ds)) - 1 - run
+            snap.rerun.append(sample)
+            say(
+                f"  (s) re-run {run + 1}/{args.runs} {sample.seconds:6.2f} s, "
+                f"{sample.rss_mb:.1f} MB, snapshots written {sample.extra['snapshots_written']}"
+            )
+        original = self._change_files(ds, SNAP_CHANGED)
+        changed = snap.changed = self.timed(
+            f"(s) BackDown upload after changing {len(original)} files", cmd, env
+        )
+        self._check_output(BACKDOWN, changed, expected=len(original))
+        self.check_count(changed.label, self.remote_disk(ds), ds)
+        versions = self.remote_disk(ds) / ".backdown" / "versions"
+        snap.versions = count_tree(versions).files if versions.is_dir() else 0
+        if snap.versions != len(original):
+            raise BenchError(f"{changed.label}: {snap.versions} files in the versions area")
+        say(f"  (s) {len(original)} files changed and uploaded in {changed.seconds:.1f} s")
+        os.sync()
+        as_of = str(snap.sizes["id"])
+        target = self.work / "restore" / "s-as-of"  # a dry run must not make it
+        base = [sys.executable, "-m", "backdown", "--config-dir", str(self.config_dir)]
+        plan_cmd = [*base, "download", ds.key, "--to", str(target), "--as-of", as_of]
+        plan_cmd += ["--dry-run", "--json"]
+        now_cmd = plan_cmd[: plan_cmd.index("--as-of")] + ["--dry-run", "--json"]
+        for run in range(AS_OF_RUNS):
+            # The plan of the folder as it is now, each time before the --as-of one: the same
+            # walk of the share, so the difference is what --as-of adds.
+            sample = self.timed(f"(s) download --dry-run (now), run {run + 1}", now_cmd, env)
+            self._check_plan(sample, ds, None, target, 0)
+            snap.plan_now.append(sample)
+            sample = self.timed(f"(s) download --as-of --dry-run, run {run + 1}", plan_cmd, env)
+            self._check_plan(sample, ds, as_of, target, len(original))
+            snap.as_of.append(sample)
+            say(
+                f"  (s) plan {run + 1}/{AS_OF_RUNS}: now {snap.plan_now[-1].seconds:6.2f} s, "
+                f"--as-of {sample.seconds:6.2f} s, {sample.rss_mb:.1f} MB, "
+                f"files_new {sample.extra['files_new']:,}, "
+                f"from versions {sample.extra['from_versions']:,}"
+            )
+        snap.old_bytes_back = self._restore_old_bytes(ds, as_of, base, env, original)
+        if args.profile:
+            out_dir = Path(args.profile).resolve()
+            self.snap_profiles.append(self.profile_one("s-as-of-plan", plan_cmd, env, out_dir))
+            self.snap_profiles.append(self.profile_one("s-rerun", cmd, env, out_dir))
+        shutil.rmtree(self.remote_disk(ds), ignore_errors=True)
+        snap.took_s = time.perf_counter() - began
+        say(f"  (s) took {snap.took_s / 60:.1f} min")
+
+    def _change_files(self, ds: DataSet, count: int) -> dict[Path, bytes]:
+        """New bytes (same size) and a later time for count files spread over the tree;
+        returns their old bytes."""
+        files = sorted(p for p in ds.path.rglob("*") if p.is_file())
+        step = max(1, len(files) // count)
+        original: dict[Path, bytes] = {}
+        for path in files[::step][:count]:
+            st = path.stat()
+            original[path] = path.read_bytes()
+            path.write_bytes(os.urandom(st.st_size))
+            when = max(time.time(), st.st_mtime + 10)  # beyond --modify-window for sure
+            os.utime(path, (when, when))
+        os.sync()
+        return original
+
+    def _check_plan(
+        self, sample: Sample, ds: DataSet, as_of: str | None, target: Path, from_versions: int
+    ) -> None:
+        """A dry run's plan into an empty folder: every file new (as of the snapshot, or now),
+        from_versions of them from the versions area, the snapshot named in a note; nothing
+        made."""
+        self._check_output(BACKDOWN, sample, expected=0)
+        report = _last_json(sample.stdout) or {}
+        sample.extra["files_new"] = int(report.get("files_new", -1))
+        # With --as-of each planned file says where its content comes from:
+        # "new (from current)" or "new (from version <stamp>)".
+        actions = [str(step.get("action", "")) for step in report.get("plan", [])]
+        sample.extra["from_versions"] = sum("(from version " in a for a in actions)
+        problems = []
+        if not report.get("dry_run"):
+            problems.append("not reported as a dry run")
+        if report.get("files_new") != ds.files or report.get("files_changed") != 0:
+            problems.append(
+                f"plans {report.get('files_new')} new and {report.get('files_changed')} "
+                f"changed files, not {ds.files} new"
+            )
+        if sample.extra["from_versions"] != from_versions:
+            problems.append(
+                f"{sample.extra['from_versions']} files from versions, not {from_versions}"
+            )
+        if as_of and not any(as_of in note for note in report.get("notes", [])):
+            problems.append(f"no note says snapshot {as_of} is used: {report.get('notes')}")
+        if target.exists():
+            problems.append(f"{target} was made")
+        if problems:
+            raise BenchError(f"{sample.label}: " + "; ".join(problems))
+
+    def _restore_old_bytes(
+        self,
+        ds: DataSet,
+        as_of: str,
+        base: list[str],
+        env: dict[str, str],
+        original: dict[Path, bytes],
+    ) -> str:
+        """Restore one changed file --as-of the first snapshot (from the versions area):
+        it must come back with its bytes from before the change. Returns its path."""
+        path, old = next(((p, b) for p, b in original.items() if b), next(iter(original.items())))
+        rel = path.relative_to(ds.path).as_posix()
+        target = self.fresh_local("s-as-of-one")
+        cmd = [*base, "download", ds.key, "--to", str(target), "--as-of", as_of]
+        sample = self.runner.run(
+            "(s) restore one changed file --as-of", [*cmd, "--path", rel, "--json"], env
+        )
+        self._check_output(BACKDOWN, sample, expected=1)
+        got = target / rel
+        if not got.is_file() or got.read_bytes() != old:
+            raise BenchError(
+                f"{sample.label}: {got} does not hold the bytes from before the change"
+            )
+        if path.read_bytes() == old:
+            raise BenchError(f"{sample.label}: {path} was not changed")
+        shutil.rmtree(target, ignore_errors=True)
+        return rel
+
     # ----------------------------------------------------------------- profiles
 
     def run_profiles(self, out_dir: Path) -> str:
@@ -677,7 +978,6 @@ class Bench:
 
         Not timed: it only shows where a run spends its time, on the same server and code.
         """
-        out_dir.mkdir(parents=True, exist_ok=True)
         spy = shutil.which("py-spy")
         tool = "py-spy" if spy else "cProfile"
         say(f"profiling BackDown with {tool} into {out_dir} ...")
@@ -698,26 +998,11 @@ class Bench:
             elif kind == "down":
                 local = self.fresh_local(f"profile-{name}")
             cmd, env = self.command(BACKDOWN, "down" if kind == "down" else "up", ds, local)
-            if spy:
-                data = out_dir / f"{name}.collapsed.txt"
-                wrapped = [spy, "record", "--idle", "--threads", "--nonblocking"]
-                wrapped += ["--rate", str(PROFILE_RATE)]
-                wrapped += ["--format", "raw", "--output", str(data), "--", *cmd]
-            else:
-                data = out_dir / f"{name}.prof"
-                wrapped = [cmd[0], "-m", "cProfile", "-o", str(data), *cmd[1:]]
-            sample = self.runner.run(f"profile {name}", wrapped, env)
-            self._check_output(BACKDOWN, sample, expected=None)
-            title = (
-                f"### {name}: {sample.seconds:.2f} s under {tool} "
-                f"(BackDown's own {sample.extra['engine_s']:.2f} s, "
-                f"files_transferred {sample.extra['files_transferred']})"
-            )
-            body = summarize_collapsed(data) if spy else summarize_pstats(data)
-            sections.append("\n".join([title, "", *body, ""]))
+            sections.append(self.profile_one(name, cmd, env, out_dir))
             if kind == "down":
                 shutil.rmtree(local, ignore_errors=True)
             os.sync()
+        sections += self.snap_profiles  # (s), taken while its data was on the share
         for ds in self.datasets.values():
             shutil.rmtree(self.remote_disk(ds), ignore_errors=True)
         mode = "LAN (lanproxy)" if self.args.lan else "loopback"
@@ -740,6 +1025,28 @@ class Bench:
         ]
         return "\n".join(head + sections)
 
+    def profile_one(self, name: str, cmd: list[str], env: dict[str, str], out_dir: Path) -> str:
+        """One BackDown run under py-spy (cProfile without it): its markdown section."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        spy = shutil.which("py-spy")
+        if spy:
+            data = out_dir / f"{name}.collapsed.txt"
+            wrapped = [spy, "record", "--idle", "--threads", "--nonblocking"]
+            wrapped += ["--rate", str(PROFILE_RATE)]
+            wrapped += ["--format", "raw", "--output", str(data), "--", *cmd]
+        else:
+            data = out_dir / f"{name}.prof"
+            wrapped = [cmd[0], "-m", "cProfile", "-o", str(data), *cmd[1:]]
+        sample = self.runner.run(f"profile {name}", wrapped, env)
+        self._check_output(BACKDOWN, sample, expected=None)
+        title = (
+            f"### {name}: {sample.seconds:.2f} s under {'py-spy' if spy else 'cProfile'} "
+            f"(BackDown's own {sample.extra['engine_s']:.2f} s, "
+            f"files_transferred {sample.extra['files_transferred']})"
+        )
+        body = summarize_collapsed(data) if spy else summarize_pstats(data)
+        return "\n".join([title, "", *body, ""])
+
     def run(self) -> None:
         cases = self.args.cases
         if "a" in cases:
@@ -751,6 +1058,9 @@ class Bench:
         if "c" in cases or "d" in cases:
             say("(c)/(d) BackDown upload re-runs over the small set")
             self.run_reruns(self.datasets["small"])
+        if "s" in cases:
+            say("(s) snapshots and --as-of planning over a big named tree")
+            self.run_snapshots()
 
 
 PROFILE_RATE = 250  # py-spy samples per second
@@ -993,6 +1303,8 @@ class Report:
             out += self.touched_section()
         if any(k[0] in "ab" for k in self.r.samples):
             out += self.rss_section()
+        if self.r.snap is not None and self.r.snap.as_of:
+            out += self.snap_section(self.r.snap)
         out += self.targets_section()
         out += self.raw_section()
         return "\n".join(out) + "\n"
@@ -1068,11 +1380,26 @@ class Report:
         wall = _med([s.seconds for s in runs])
         engine = _med([s.extra["engine_s"] for s in runs])
         counts = [s.extra["files_transferred"] for s in runs]
+        written = [s.extra.get("snapshots_written", 0) for s in runs]
+        files = self.b.datasets["small"].files
         self.targets.append(
             (
                 "(c) re-run with nothing changed: under 1 s",
                 f"{_fmt(wall)} s whole process ({_fmt(engine)} s BackDown's own)",
                 wall < RERUN_TARGET_S,
+            )
+        )
+        applies = files == NOCHANGE_TARGET_FILES and not self.b.args.lan
+        self.targets.append(
+            (
+                f"(c) re-run with nothing changed, snapshot written: under "
+                f"{NOCHANGE_TARGET_S:g} s for {NOCHANGE_TARGET_FILES:,} files on loopback "
+                "(snapshots issue)",
+                f"{_fmt(wall)} s whole process, {files:,} files"
+                f"{'' if not self.b.args.lan else ' through lanproxy'}, "
+                f"snapshots written per run {written}"
+                + ("" if applies else " (target not for this set-up)"),
+                (wall < NOCHANGE_TARGET_S and all(w == 1 for w in written)) if applies else None,
             )
         )
         self.targets.append(
@@ -1086,10 +1413,10 @@ class Report:
             f"## (c) BackDown upload again, nothing changed ({self.b.datasets['small'].title})",
             "",
             "| median s (process) | median s (BackDown's own) | peak RSS MB "
-            "| files_transferred per run |",
-            "|--:|--:|--:|---|",
+            "| files_transferred per run | snapshots written per run |",
+            "|--:|--:|--:|---|---|",
             f"| {_fmt(wall)} | {_fmt(engine)} | {_fmt(_med([s.rss_mb for s in runs]), 1)} "
-            f"| {counts} |",
+            f"| {counts} | {written} |",
             "",
         ]
 
@@ -1111,6 +1438,117 @@ class Report:
             "| median s (process) | median s (BackDown's own) | files_transferred per run |",
             "|--:|--:|---|",
             f"| {_fmt(wall)} | {_fmt(engine)} | {counts} |",
+            "",
+        ]
+
+    def snap_section(self, snap: SnapResults) -> list[str]:
+        """(s): the snapshot's size, the --as-of plan's time, the uploads' times."""
+        ds = self.b.datasets["snap"]
+        sizes = snap.sizes
+        mb, sha_mb = snap.disk_bytes / 1e6, sizes["with_sha256_bytes"] / 1e6
+        plan_s = _med([s.seconds for s in snap.as_of])
+        plan_own = _med([s.extra["engine_s"] for s in snap.as_of])
+        applies = ds.files == SNAP_TARGET_FILES
+        scale = "" if applies else f" (targets are for {SNAP_TARGET_FILES:,} files)"
+        self.targets += [
+            (
+                f"(s) snapshot of {SNAP_TARGET_FILES:,} files under {SNAPSHOT_TARGET_MB:g} MB "
+                "on the share",
+                f"{_fmt(mb)} MB on the server's disk ({ds.files:,} files, no SHA-256, as a "
+                f"default upload writes it){scale}",
+                mb < SNAPSHOT_TARGET_MB if applies else None,
+            ),
+            (
+                f"(s) the same with a SHA-256 for every file (upper bound, encoded in-process) "
+                f"under {SNAPSHOT_TARGET_MB:g} MB",
+                f"{_fmt(sha_mb)} MB{scale}",
+                sha_mb < SNAPSHOT_TARGET_MB if applies else None,
+            ),
+            (
+                f"(s) restore --as-of planning of {SNAP_TARGET_FILES:,} files under "
+                f"{AS_OF_TARGET_S:g} s (dry run, whole process, median of {len(snap.as_of)})",
+                f"{_fmt(plan_s)} s ({_fmt(plan_own)} s BackDown's own){scale}",
+                plan_s < AS_OF_TARGET_S if applies else None,
+            ),
+            (
+                "(s) the --as-of plan restores every file of the snapshot, the changed ones "
+                "from versions",
+                f"files_new per run {[s.extra['files_new'] for s in snap.as_of]} of "
+                f"{ds.files:,}; from versions {[s.extra['from_versions'] for s in snap.as_of]}"
+                f" of {snap.versions:,}",
+                all(
+                    s.extra["files_new"] == ds.files and s.extra["from_versions"] == snap.versions
+                    for s in snap.as_of
+                ),
+            ),
+            (
+                "(s) a restore --as-of brings a changed file's old bytes back (from versions)",
+                f"`{snap.old_bytes_back}`",
+                bool(snap.old_bytes_back),
+            ),
+        ]
+
+        def row(what: str, runs: list[Sample]) -> str:
+            return (
+                f"| {what} | {_fmt(_med([s.seconds for s in runs]))} "
+                f"| {_fmt(_med([s.extra['engine_s'] for s in runs]))} "
+                f"| {_fmt(_med([s.rss_mb for s in runs]), 1)} "
+                f"| {_fmt(_med([s.cpu_s for s in runs]))} "
+                f"| {_fmt(_med([s.extra.get('server_cpu', float('nan')) for s in runs]))} "
+                f"| {len(runs)} |"
+            )
+
+        assert snap.first is not None and snap.changed is not None
+        per_file = snap.disk_bytes / ds.files
+        return [
+            f"## (s) snapshots and restore --as-of: {ds.title}",
+            "",
+            f"{ds.bytes / 1e6:,.1f} MB (0 to 32 KiB a file), names like an office's: 1 to 6 "
+            "folders deep, spaces, dates, accents, Greek, Cyrillic, Japanese and Chinese. "
+            f"Written in {snap.generate_s:.1f} s; the whole case took "
+            f"{snap.took_s / 60:.1f} min. After the first upload and the re-runs, "
+            f"{SNAP_CHANGED:,} files got new bytes and were uploaded, so the versions area "
+            f"holds {snap.versions:,} files when `--as-of` plans: the plan takes "
+            f"{ds.files - snap.versions:,} files from the current copies and "
+            f"{snap.versions:,} from versions.",
+            "",
+            "| step | median s (process) | BackDown's own s | peak RSS MB | CPU s "
+            "| smbd CPU s | runs |",
+            "|---|--:|--:|--:|--:|--:|--:|",
+            row(f"first upload, {ds.files:,} files (writes the snapshot below)", [snap.first]),
+            row("upload again, nothing changed (writes a snapshot)", snap.rerun),
+            row(f"upload after changing {SNAP_CHANGED:,} files", [snap.changed]),
+            row(
+                "`download NAME --dry-run --json` (plan of the folder as it is now)", snap.plan_now
+            ),
+            row(
+                f"`download NAME --as-of {sizes['id']} --dry-run --json` (plan only)",
+                snap.as_of,
+            ),
+            "",
+            f"`--as-of` adds {_fmt(plan_s - _med([s.seconds for s in snap.plan_now]))} s to the "
+            "plan of the folder as it is now (median against median): reading and decoding "
+            "the snapshot, walking the versions area and resolving each file. The rest is "
+            "what every restore does: start, log on, walk the share, plan; both dry runs print "
+            "the whole plan as JSON.",
+            "",
+            "| snapshot of the first upload | bytes | MB | bytes per file |",
+            "|---|--:|--:|--:|",
+            f"| on the share (server's disk), as a default upload writes it (no SHA-256) "
+            f"| {snap.disk_bytes:,} | {_fmt(mb)} | {_fmt(per_file, 1)} |",
+            f"| its JSON, uncompressed | {sizes['json_bytes']:,} "
+            f"| {_fmt(sizes['json_bytes'] / 1e6)} | {_fmt(sizes['json_bytes'] / ds.files, 1)} |",
+            f"| the same with a random 64-hex SHA-256 per file (backdown.snapshots.encode, "
+            f"in-process) | {sizes['with_sha256_bytes']:,} | {_fmt(sha_mb)} "
+            f"| {_fmt(sizes['with_sha256_bytes'] / ds.files, 1)} |",
+            f"| its JSON, uncompressed | {sizes['with_sha256_json_bytes']:,} "
+            f"| {_fmt(sizes['with_sha256_json_bytes'] / 1e6)} "
+            f"| {_fmt(sizes['with_sha256_json_bytes'] / ds.files, 1)} |",
+            "",
+            f"The snapshot lists {sizes['files']:,} files and {sizes['dirs']:,} folders "
+            f"({sizes['sha256_recorded']:,} with a SHA-256); re-encoding it in-process gives "
+            f"{sizes['reencoded_bytes']:,} bytes. In one process, decoding it took "
+            f"{sizes['decode_s']:.2f} s and encoding it {sizes['encode_s']:.2f} s.",
             "",
         ]
 
@@ -1146,7 +1584,8 @@ class Report:
     def targets_section(self) -> list[str]:
         out = ["## Targets", "", "| target | measured | result |", "|---|---|---|"]
         for what, measured, ok in self.targets:
-            out.append(f"| {what} | {measured} | {'met' if ok else '**MISSED**'} |")
+            verdict = "n/a" if ok is None else "PASS" if ok else "**FAIL**"
+            out.append(f"| {what} | {measured} | {verdict} |")
         return out + [""]
 
     def raw_section(self) -> list[str]:
@@ -1158,6 +1597,8 @@ class Report:
             "|---|--:|--:|--:|--:|--:|--:|",
         ]
         every = [s for ss in self.r.samples.values() for s in ss] + self.r.rerun + self.r.touched
+        if self.r.snap is not None:
+            every += self.r.snap.samples
         for s in every:
             engine = s.extra.get("engine_s")
             out.append(
@@ -1189,7 +1630,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--folders", type=int, default=50, help="folders for the small files (default 50)"
     )
-    parser.add_argument("--cases", default="abcd", help="which of a, b, c, d to run (default abcd)")
+    parser.add_argument(
+        "--snap-files",
+        type=int,
+        default=SNAP_TARGET_FILES,
+        help=f"files for case s (default {SNAP_TARGET_FILES}; the targets are for that many)",
+    )
+    parser.add_argument(
+        "--snap-folders", type=int, default=2000, help="folders for case s (default 2000)"
+    )
+    parser.add_argument(
+        "--cases", default="abcds", help="which of a, b, c, d, s to run (default abcds)"
+    )
     parser.add_argument("--out", metavar="FILE", help="also write the markdown report here")
     parser.add_argument(
         "--workdir", metavar="DIR", help="make the temporary folder here (default /tmp)"
@@ -1223,8 +1675,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not (Path(args.backdown_src) / "__main__.py").is_file():
         parser.error(f"{args.backdown_src} is not the backdown package (no __main__.py)")
     args.backdown_src = str(Path(args.backdown_src).resolve())
-    if not args.cases or set(args.cases) - set("abcd"):
-        parser.error("--cases takes letters from abcd")
+    if not args.cases or set(args.cases) - set("abcds"):
+        parser.error("--cases takes letters from abcds")
+    if args.snap_files < SNAP_CHANGED or args.snap_folders < 1:
+        parser.error(f"--snap-files must be at least {SNAP_CHANGED}, --snap-folders at least 1")
     return args
 
 
