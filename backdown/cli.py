@@ -55,6 +55,8 @@ _PROFILE_OPTIONS = {
     "keep_daily": "keep_daily",
     "keep_weekly": "keep_weekly",
     "keep_monthly": "keep_monthly",
+    "protocol": "protocol",
+    "encrypt": "encrypt",
 }
 
 
@@ -167,6 +169,16 @@ def _profile_fields(parser: argparse.ArgumentParser, required: bool) -> None:
         "--keep-versions-days",
         metavar="N",
         help="prune versions older than N days (default 30; 0 keeps all)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("auto", "smb2", "smb3"),
+        help="auto (default): SMB 2.0.2 through pysmb, or SMB 3 when the server needs it",
+    )
+    parser.add_argument(
+        "--encrypt",
+        choices=("yes", "no"),
+        help="require SMB 3 encryption even where the server does not (default no)",
     )
     for rule in ("daily", "weekly", "monthly"):
         parser.add_argument(

@@ -67,7 +67,7 @@ from backdown.smb import (
     RemoteFileError,
     Session,
 )
-from backdown.smb import connect as smb_connect
+from backdown.smb.transport import connector_for
 from backdown.transfer import Meter, WorkerPool
 from backdown.upload import (
     Uploader,
@@ -88,6 +88,20 @@ def local_user() -> str:
         return getpass.getuser()
     except Exception:  # no USER variable and no password database entry (a bare container)
         return ""
+
+
+def prepared(profile: Profile, using: Collaborators) -> tuple[Profile, Collaborators]:
+    """The profile for this computer (for_this_computer) and the collaborators with the
+    transport it asks for (smb.transport: chosen once, at the run's first connection)."""
+    using = with_transport(profile, using)
+    return for_this_computer(profile, using), using
+
+
+def with_transport(profile: Profile, using: Collaborators) -> Collaborators:
+    """The collaborators with the profile's transport, unless one was given."""
+    if using.connect is None:
+        using = replace(using, connect=connector_for(profile.protocol, profile.encrypt))
+    return using
 
 
 def for_this_computer(profile: Profile, using: Collaborators) -> Profile:
@@ -143,15 +157,21 @@ PRUNED_MARK = "pruned"
 @dataclass(frozen=True)
 class Collaborators:
     """What the engine is given rather than reaching for: how to open a session on the
-    share (smb.connect in a real run), what time it is, and who the local user is (for the
-    status record an office-wide report reads)."""
+    share (None: the transport the profile asks for, see smb/transport.py), what time it
+    is, and who the local user is (for the status record an office-wide report reads)."""
 
-    connect: Connector = smb_connect
+    connect: Connector | None = None  # None: the transport the profile asks for
     clock: Callable[[], float] = time.time
     # Prune only when this clock agrees with the server's within a day. A test that runs
     # the engine on a clock of its own (days away from the real server's) turns it off.
     clock_checked_by_server: bool = True
     user: str = field(default_factory=lambda: local_user())
+
+    @property
+    def open(self) -> Connector:
+        """The connector to use; prepared() has chosen it when none was given."""
+        assert self.connect is not None, "prepared() chooses the transport"
+        return self.connect
 
 
 class _Sessions:
@@ -176,13 +196,15 @@ def check_connection(
     profile: Profile, password: str, using: Collaborators = Collaborators()
 ) -> RunReport:
     """Reach the server, log on, open the share, and check the remote folder is writable."""
-    profile = for_this_computer(profile, using)
+    profile, using = prepared(profile, using)
     began = time.monotonic()
     report = RunReport(profile.name, "test", destination=profile.unc)
     endpoint = endpoint_for(profile, password)
-    with using.connect(endpoint, None) as session:
+    with using.open(endpoint, None) as session:
         who = f"as '{profile.user}'" if profile.user else "as guest"
-        report.notes.append(f"reached {endpoint.where} and logged on {who}")
+        report.notes.append(f"reached {endpoint.where} and logged on {who} (NTLM)")
+        report.details = connection_details(session, using.open)
+        report.notes.append(_details_line(report.details))
         session.listdir("")
         report.notes.append(f"opened share '{profile.share}'")
         folder = profile.remote_folder
@@ -207,12 +229,42 @@ def office_report(
 ) -> tuple[list[StatusRow], list[str]]:
     """Every computer's status record below the profile's folder (up to the first
     {placeholder}), as report rows, stale and failing first; and what could not be read."""
+    using = with_transport(profile, using)  # the folder keeps its {placeholders} here
     root = report_root(profile.remote_folder)
-    with using.connect(endpoint_for(profile, password), None) as session, folder_access(profile):
+    with using.open(endpoint_for(profile, password), None) as session, folder_access(profile):
         if root and session.stat(root) is None:
             raise ShareError(f"folder '{root}' not found on share '{profile.share}'")
         found, problems = find_status_records(session, root, depth)
     return build_rows(found, using.clock(), stale_after), problems
+
+
+def connection_details(session: Session, connector: Connector) -> dict[str, object]:
+    """What the connection turned out to be: transport, dialect, signing, encryption."""
+    smb3 = hasattr(session, "encrypted")
+    wire = getattr(session, "wire", None)
+    details: dict[str, object] = {
+        "transport": "smb3 (smbprotocol)" if smb3 else "smb2 (pysmb)",
+        "dialect": getattr(session, "dialect", "2.0.2"),
+        "signing": bool(getattr(session, "signed", False) or getattr(wire, "signing", False)),
+        "encryption": bool(getattr(session, "encrypted", False)),
+        "cipher": getattr(session, "cipher", None),
+        "auth": "NTLM",
+    }
+    why = getattr(connector, "why", "")
+    if why:
+        details["transport_because"] = why
+    return details
+
+
+def _details_line(details: dict[str, object]) -> str:
+    line = (
+        f"transport {details['transport']}, dialect {details['dialect']}, signing "
+        f"{'on' if details['signing'] else 'off'}, encryption "
+        f"{details['cipher'] or 'on' if details['encryption'] else 'off'}"
+    )
+    if details.get("transport_because"):
+        line += f" (SMB 3 because {details['transport_because']})"
+    return line
 
 
 def _nearest_existing(session: Session, folder: str) -> str:
@@ -320,7 +372,7 @@ class Run:
         cls, profile: Profile, password: str, options: RunOptions, subscriber: Subscriber,
         using: Collaborators, report: RunReport,
     ) -> Run:  # fmt: skip
-        sessions = _Sessions(endpoint_for(profile, password), using.connect)
+        sessions = _Sessions(endpoint_for(profile, password), using.open)
         return cls(profile, options, subscriber, using, sessions, report)
 
     @property
@@ -349,7 +401,7 @@ def backup(
     using: Collaborators = Collaborators(),
 ) -> RunReport:
     """Upload the local folder's contents into share/remote-folder, as options say."""
-    profile = for_this_computer(profile, using)
+    profile, using = prepared(profile, using)
     mirror = profile.mode == "mirror" if options.mirror is None else options.mirror
     report = RunReport(profile.name, "upload", dry_run=options.dry_run, destination=profile.unc)
     local_root = _local_source(profile)
@@ -688,7 +740,7 @@ def _copy_all(
     copies = [i for i in plan.copies if not i.path.startswith(failed_dirs)]
     endpoint, options = run.sessions.endpoint, run.options
     pool: WorkerPool[Item] = WorkerPool(
-        lambda cancel: run.using.connect(endpoint, cancel), options.transfers, options.retries,
+        lambda cancel: run.using.open(endpoint, cancel), options.transfers, options.retries,
         run.subscriber, run.cancel, options.backoff,
     )  # fmt: skip
     failures = list(earlier_failures)
@@ -735,7 +787,7 @@ def restore(
     using: Collaborators = Collaborators(),
 ) -> RunReport:
     """Download the remote folder's contents into the target (default: the local folder)."""
-    profile = for_this_computer(profile, using)
+    profile, using = prepared(profile, using)
     target = os.path.abspath(os.path.expanduser(options.target or profile.local))
     report = RunReport(profile.name, "download", dry_run=options.dry_run, destination=target)
     path_filter = PathFilter([*profile.excludes, *options.excludes])
@@ -936,11 +988,11 @@ def kept(
 ) -> Kept:
     """The snapshots (no path given), every copy of `path`, or what was removed under
     `deleted_under` ('' for the whole folder)."""
-    profile = for_this_computer(profile, using)
+    profile, using = prepared(profile, using)
     root = profile.remote_folder
     path_filter = PathFilter([])  # what is kept, whatever the patterns say today
     found = Kept()
-    with using.connect(endpoint_for(profile, password), None) as session, folder_access(profile):
+    with using.open(endpoint_for(profile, password), None) as session, folder_access(profile):
         if root and session.stat(root) is None:
             raise ShareError(f"folder '{root}' not found on share '{profile.share}'")
         if path is None and deleted_under is None:
@@ -969,11 +1021,11 @@ def prune(
 ) -> pruning.PrunePlan:
     """Prune by the profile's retention rules now (`backdown prune`), or only say what
     would go (dry_run). Holds the profile's lock: never beside a backup of it."""
-    profile = for_this_computer(profile, using)
+    profile, using = prepared(profile, using)
     root = profile.remote_folder
     with (
         profile_lock(config_dir, profile.name),
-        using.connect(endpoint_for(profile, password), None) as session,
+        using.open(endpoint_for(profile, password), None) as session,
         folder_access(profile),
     ):
         encoded = names_encoded(session, root) is not False
@@ -990,9 +1042,9 @@ def prune(
 def top_level(profile: Profile, password: str, using: Collaborators = Collaborators()) -> list[str]:
     """The names at the top of the backup (folders end in '/'), for picking what to
     restore; BackDown's own folder and temporaries left out."""
-    profile = for_this_computer(profile, using)
+    profile, using = prepared(profile, using)
     root = profile.remote_folder
-    with using.connect(endpoint_for(profile, password), None) as session, folder_access(profile):
+    with using.open(endpoint_for(profile, password), None) as session, folder_access(profile):
         if root and session.stat(root) is None:
             raise ShareError(
                 f"folder '{root}' not found on share '{profile.share}': nothing is backed up yet"

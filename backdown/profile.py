@@ -59,6 +59,10 @@ class Profile:
     keep_daily: int = 0
     keep_weekly: int = 0
     keep_monthly: int = 0
+    # The transport: auto (pysmb, or SMB 3 when the server needs it), smb2 or smb3; and
+    # whether to require encryption even where the server does not.
+    protocol: str = "auto"
+    encrypt: bool = False
     # The schedule (see schedule.py); schedule_every "" means none.
     schedule_every: str = ""
     schedule_between: str = ""
@@ -116,6 +120,8 @@ def validate_profile(p: Profile) -> Profile:
     p.keep_daily = _count(p.keep_daily, "keep_daily")
     p.keep_weekly = _count(p.keep_weekly, "keep_weekly")
     p.keep_monthly = _count(p.keep_monthly, "keep_monthly")
+    p.protocol = validate_protocol(p.protocol)
+    p.encrypt = validate_flag(p.encrypt, "encrypt")
     p.schedule_every, p.schedule_between, p.schedule_days = validate_schedule(
         p.schedule_every, p.schedule_between, p.schedule_days
     )
@@ -304,6 +310,24 @@ def validate_keep_days(value: object) -> int:
     if days < 0:
         raise UsageError("keep_versions_days cannot be negative")
     return days
+
+
+def validate_protocol(value: object) -> str:
+    text = str(value or "auto").strip().lower()
+    if text not in ("auto", "smb2", "smb3"):
+        raise UsageError(f"the protocol must be auto, smb2 or smb3, not {value!r}")
+    return text
+
+
+def validate_flag(value: object, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("yes", "true", "on", "1"):
+        return True
+    if text in ("no", "false", "off", "0", ""):
+        return False
+    raise UsageError(f"{what} must be yes or no, not {value!r}")
 
 
 def _count(value: object, what: str) -> int:

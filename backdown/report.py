@@ -36,6 +36,7 @@ class RunReport:
     planned: list[tuple[str, str]] = field(default_factory=list)  # (action, path) for --dry-run
     notes: list[str] = field(default_factory=list)
     destination: str = ""
+    details: dict[str, Any] = field(default_factory=dict)  # test: what the connection is
 
     @property
     def ok(self) -> bool:

@@ -139,7 +139,7 @@ def print_report(env: Environment, report: RunReport, out: Output) -> None:
 
 def _extra(report: RunReport) -> dict[str, object]:
     if report.operation == "test":
-        return {"checks": report.notes}
+        return {"checks": report.notes, **report.details}
     if report.dry_run:
         return {"plan": [{"action": a, "path": p} for a, p in report.planned]}
     return {}

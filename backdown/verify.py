@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backdown import snapshots
-from backdown.engine import Collaborators, Run, folder_access, for_this_computer
+from backdown.engine import Collaborators, Run, folder_access, prepared
 from backdown.errors import Cancelled, RemoteFileError, ShareError, UsageError
 from backdown.filters import PathFilter, build_filter
 from backdown.manifest import names_encoded
@@ -259,7 +259,7 @@ def verify(
     mismatch, missing and unreadable file is a failure in the report."""
     if not 0 <= options.sample <= 100:
         raise UsageError(f"--sample must be a percentage from 0 to 100, not {options.sample:g}")
-    profile = for_this_computer(profile, using)
+    profile, using = prepared(profile, using)
     report = RunReport(profile.name, "verify", destination=profile.unc)
     root = profile.remote_folder
     window = options.modify_window
@@ -326,7 +326,7 @@ def _read_back(
     run.subscriber.on_plan("verify", _progress_plan(checks))
     endpoint, options = run.sessions.endpoint, run.options
     pool: WorkerPool[Check] = WorkerPool(
-        lambda cancel: run.using.connect(endpoint, cancel), options.transfers, options.retries,
+        lambda cancel: run.using.open(endpoint, cancel), options.transfers, options.retries,
         run.subscriber, run.cancel, options.backoff,
     )  # fmt: skip
     try:

@@ -16,7 +16,9 @@ import pytest
 from samba import MountRefused, SambaServer, smbd_missing_reason
 
 # Variables from the outside world that must never leak into a test.
-SCRUBBED_ENV = ("BACKDOWN_PASSWORD", "BACKDOWN_CONFIG_DIR", "BACKDOWN_DATA_DIR")
+SCRUBBED_ENV = (
+    "BACKDOWN_PASSWORD", "BACKDOWN_CONFIG_DIR", "BACKDOWN_DATA_DIR", "BACKDOWN_TEST_PROTOCOL",
+)  # fmt: skip
 KEYRING_BACKEND = "keyring.backends.fail.Keyring"
 
 _remote_dir_counter = itertools.count(1)
@@ -269,3 +271,15 @@ def crontab() -> Iterator[None]:
             subprocess.run(["crontab", "-"], input=before.stdout, text=True, check=True)
         else:
             subprocess.run(["crontab", "-r"], capture_output=True, check=False)
+
+
+# --------------------------------------------------------------------------- transports
+
+
+@pytest.fixture(params=["smb2", "smb3"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once per transport: profiles made by helpers.add_profile get
+    `--protocol smb2` (pysmb) or `--protocol smb3` (smbprotocol). A module opts in with
+    `pytestmark = pytest.mark.usefixtures("transport")`."""
+    monkeypatch.setenv("BACKDOWN_TEST_PROTOCOL", request.param)
+    return str(request.param)

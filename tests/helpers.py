@@ -80,7 +80,11 @@ def add_profile(
     share: str = "backup",
     extra: list[str] | None = None,
 ) -> None:
-    """Save a profile through the command line, password via --password-stdin."""
+    """Save a profile through the command line, password via --password-stdin (with the
+    transport the `transport` fixture picked, when a test module asks for it)."""
+    extra = list(extra or [])
+    if os.environ.get("BACKDOWN_TEST_PROTOCOL") and "--protocol" not in extra:
+        extra += ["--protocol", os.environ["BACKDOWN_TEST_PROTOCOL"]]
     args = [
         "profile", "add", name, "--local", str(local), "--server", "127.0.0.1",
         "--port", str(port), "--share", share, "--remote-folder", remote_folder,

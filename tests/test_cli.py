@@ -170,6 +170,8 @@ def test_profile_list_and_show(config: Path, local: Path) -> None:
         "keep_daily": 0,
         "keep_weekly": 0,
         "keep_monthly": 0,
+        "protocol": "auto",
+        "encrypt": False,
         "schedule_every": "",
         "schedule_between": "",
         "schedule_days": "",

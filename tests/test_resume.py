@@ -23,7 +23,7 @@ from backdown.paths import temp_name as _temp_name
 from backdown.plan import FileInfo
 from backdown.profile import default_client_name
 
-pytestmark = pytest.mark.samba
+pytestmark = [pytest.mark.samba, pytest.mark.usefixtures("transport")]
 
 MiB = 1 << 20
 BIG = 40 * MiB

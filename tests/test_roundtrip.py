@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import Result, add_profile, assert_same_tree, make_tree, run_cli, tree_bytes
@@ -15,7 +16,7 @@ from samba import SambaServer
 
 from backdown import smb
 
-pytestmark = pytest.mark.samba
+pytestmark = [pytest.mark.samba, pytest.mark.usefixtures("transport")]
 
 BIG_MIB = 20
 # A time with a fraction below the microsecond, so the check below shows what precision
@@ -261,16 +262,19 @@ def test_restore_never_writes_outside_the_target_whatever_the_server_lists(
     add_profile(config, "liar", local, samba.port, remote_dir, samba.user, samba.password)
     check_ok(run_cli(["upload", "liar"], config))
     hostile = ["..", ".", "../escape.txt", "..\\escape.txt", "/etc/passwd", "a\\..\\..\\x", ""]
-    real_listdir = smb.SmbSession.listdir
+    from backdown.smb.smb3 import Smb3Session
 
-    def lying_listdir(self: smb.SmbSession, path: str) -> list[smb.RemoteEntry]:
-        entries = real_listdir(self, path)
-        if path == remote_dir:
-            entries += [smb.RemoteEntry(n, False, 6, 1_600_000_000.0) for n in hostile]
-            entries.append(smb.RemoteEntry("..", True, 0, 1_600_000_000.0))
-        return entries
+    for session_class in (smb.SmbSession, Smb3Session):  # whichever transport runs
+        real_listdir = session_class.listdir
 
-    monkeypatch.setattr(smb.SmbSession, "listdir", lying_listdir)
+        def lying_listdir(self: Any, path: str, real: Any = real_listdir) -> list[smb.RemoteEntry]:
+            entries = real(self, path)
+            if path == remote_dir:
+                entries += [smb.RemoteEntry(n, False, 6, 1_600_000_000.0) for n in hostile]
+                entries.append(smb.RemoteEntry("..", True, 0, 1_600_000_000.0))
+            return entries
+
+        monkeypatch.setattr(session_class, "listdir", lying_listdir)
     target.parent.mkdir()
     before = outside(tmp_path, target, config)
     result = run_cli(["download", "liar", "--to", str(target), "--json"], config)

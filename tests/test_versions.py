@@ -13,6 +13,8 @@ from samba import SambaServer
 
 from backdown.manifest import parse_stamp, utc_stamp
 
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 @pytest.fixture
 def setup(tmp_path: Path, samba: SambaServer, remote_dir: str) -> tuple[Path, Path, Path]:

@@ -10,6 +10,7 @@ from importlib import metadata
 from typing import Any
 
 from smb.base import NotConnectedError, NotReadyError, SMBTimeout
+from smb.smb_structs import ProtocolError
 from smb.SMBConnection import SMBConnection
 
 from backdown.errors import AuthError, ConnectError, NoAnswer, UsageError
@@ -119,11 +120,26 @@ def _logon(conn: _Connection, endpoint: Endpoint) -> bool:
             f"cannot connect to {endpoint.where}: {why}; check that the server is on and the "
             "address and port are right"
         ) from None
+    except ProtocolError as exc:
+        if "does not support any of the pysmb dialects" in str(exc):
+            raise DialectRefused(
+                f"{endpoint.where} requires SMB 3 (its minimum dialect is above 2.0.2, or it "
+                "requires encryption): use --protocol auto or smb3, which BackDown's SMB 3 "
+                "transport serves"
+            ) from None
+        raise ConnectError(
+            f"cannot talk SMB with {endpoint.where} (ProtocolError); is this an SMB server "
+            "and port?"
+        ) from None
     except Exception as exc:  # pysmb raises bare errors on malformed replies
         raise ConnectError(
             f"cannot talk SMB with {endpoint.where} ({exc.__class__.__name__}); is this an SMB "
             "server and port?"
         ) from None
+
+
+class DialectRefused(ConnectError):
+    """The server will not speak SMB 2.0.2 (pysmb's dialect): it wants SMB 3."""
 
 
 def _check_dialect(conn: _Connection, endpoint: Endpoint) -> None:
