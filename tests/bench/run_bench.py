@@ -596,6 +596,7 @@ class Bench:
         cmd += ["profile", "add", ds.key, "--local", str(ds.path), "--server", "127.0.0.1"]
         cmd += ["--port", str(self.port), "--share", SHARE, "--remote-folder", self.remote(ds)]
         cmd += ["--user", self.server.user]
+        cmd += ["--protocol", self.args.protocol, "--encrypt", "yes" if self.args.encrypt else "no"]
         self.runner.run(f"profile add {ds.key}", cmd, self._env())
 
     def cleanup(self) -> None:
@@ -1271,7 +1272,9 @@ class Report:
         load_after = os.getloadavg()
         command = " ".join(["python", "tests/bench/run_bench.py", *sys.argv[1:]])
         out = [
-            f"# BackDown benchmark: {'LAN (lanproxy)' if args.lan else 'loopback'}",
+            f"# BackDown benchmark: {'LAN (lanproxy)' if args.lan else 'loopback'}"
+            + (f", BackDown on --protocol {args.protocol}" if args.protocol != "auto" else "")
+            + (" with encryption" if args.encrypt else ""),
             "",
             f"- {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, "
             f"took {(time.time() - self.began) / 60:.1f} min: `{command}`",
@@ -1619,6 +1622,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--lan", action="store_true", help="go through lanproxy (1 ms RTT, 1 Gbit/s)"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("auto", "smb2", "smb3"),
+        default="auto",
+        help="BackDown's transport: auto (default; pysmb here), smb2 (pysmb), smb3 (smbprotocol)",
+    )
+    parser.add_argument(
+        "--encrypt", action="store_true", help="BackDown with SMB 3 encryption (AES-128-GCM)"
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
     parser.add_argument(
