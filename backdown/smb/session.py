@@ -162,7 +162,130 @@ def _rename_info(fid: bytes, new_path: str, replace: bool = False) -> SMB2SetInf
     return SMB2SetInfoRequest(fid, 0, SMB2_INFO_FILE, _FILE_RENAME_INFORMATION, data)
 
 
-class SmbSession:
+class SessionCore:
+    """What every transport's session does the same way on top of its own requests: the
+    one error wrapper (`_op`), status errors, and the operations made of others (listing,
+    whole-file read and write, makedirs, remove_tree, closing on exit). A transport provides
+    endpoint, closed, close, _list, get_file, put_file, mkdir, rmdir and remove."""
+
+    endpoint: Endpoint
+    closed: bool
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _list(self, path: str, what: str) -> list[RemoteEntry]:
+        raise NotImplementedError
+
+    def get_file(
+        self,
+        path: str,
+        fileobj: Writable,
+        offset: int,
+        expected_size: int | None,
+        end: int | None = None,
+    ) -> int:
+        raise NotImplementedError
+
+    def put_file(
+        self,
+        put: Put,
+        fileobj: Readable,
+        *,
+        before_finish: Callable[[], None] | None = None,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> int:
+        raise NotImplementedError
+
+    def stat(self, path: str) -> RemoteEntry | None:
+        raise NotImplementedError
+
+    def mkdir(self, path: str) -> None:
+        raise NotImplementedError
+
+    def remove(self, path: str) -> None:
+        raise NotImplementedError
+
+    def rmdir(self, path: str) -> None:
+        raise NotImplementedError
+
+    def _error(self, status: int, what: str) -> BackdownError:
+        return status_error(status, what, self.endpoint.server, self.endpoint.share)
+
+    @contextmanager
+    def _op(self, what: str) -> Iterator[None]:
+        """Run one operation; a failure of the connection closes it (reconnect to go on)."""
+        if self.closed:
+            raise ConnectError(f"the connection to {self.endpoint.where} is closed")
+        try:
+            yield
+        except (RemoteFileError, LocalFileError):
+            raise  # every request had its answer: the connection is still in step
+        except ConnectError as exc:
+            self.close()
+            raise type(exc)(f"{exc} during {what}") from None
+        except OSError as exc:
+            self.close()
+            raise ConnectError(f"lost the connection to {self.endpoint.where} during {what} "
+                               f"({exc.strerror or exc})") from None  # fmt: skip
+        except BaseException:
+            # Cancelled, a share error (or a bug): the connection may hold half an exchange.
+            self.close()
+            raise
+
+    def listdir(self, path: str) -> list[RemoteEntry]:
+        """The entries of a remote folder, without '.' and '..'.
+
+        One round trip for most folders: open, two directory reads and close, compounded.
+        """
+        what = f"listing '{path or '/'}'"
+        with self._op(what):
+            return self._list(path, what)
+
+    def read_file(self, path: str, fileobj: Writable, offset: int = 0) -> int:
+        """Stream a remote file (from offset) into fileobj; returns the bytes read."""
+        return self.get_file(path, fileobj, offset, None)
+
+    def write_file(self, path: str, fileobj: Readable, offset: int = 0) -> int:
+        """Stream fileobj into a remote file; offset 0 truncates, else writes from offset."""
+        return self.put_file(Put(path, offset), fileobj)
+
+    def makedirs(self, path: str) -> None:
+        """Create a folder and its missing parents; an existing folder is fine."""
+        if not path:
+            return
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            sub = "/".join(parts[:depth])
+            try:
+                self.mkdir(sub)
+            except RemoteExists:
+                entry = self.stat(sub)
+                if entry is not None and not entry.is_dir:
+                    raise RemoteExists(
+                        f"creating folder '{sub}': a file of that name is in the way"
+                    ) from None
+                continue
+            except RemoteFileError:
+                entry = self.stat(sub)
+                if entry is None or not entry.is_dir:
+                    raise
+
+    def remove_tree(self, path: str) -> None:
+        """Delete a folder and everything in it (used only on BackDown's own metadata)."""
+        for entry in self.listdir(path):
+            child = f"{path}/{entry.name}"
+            if entry.is_dir:
+                self.remove_tree(child)
+            else:
+                self.remove(child)
+        self.rmdir(path)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class SmbSession(SessionCore):
     """One authenticated SMB2 connection to one share. Not thread-safe: one per thread."""
 
     def __init__(
@@ -185,9 +308,6 @@ class SmbSession:
         self._close_socket = close
 
     # -- requests ------------------------------------------------------------------------
-    def _error(self, status: int, what: str) -> BackdownError:
-        return status_error(status, what, self.endpoint.server, self.endpoint.share)
-
     @property
     def tid(self) -> int:
         """The share's tree id, connecting to the share on first use."""
@@ -222,37 +342,7 @@ class SmbSession:
         except (ConnectError, RemoteFileError):
             pass
 
-    @contextmanager
-    def _op(self, what: str) -> Iterator[None]:
-        """Run one operation; a failure of the connection closes it (reconnect to go on)."""
-        if self.closed:
-            raise ConnectError(f"the connection to {self.endpoint.where} is closed")
-        try:
-            yield
-        except (RemoteFileError, LocalFileError):
-            raise  # every request had its answer: the connection is still in step
-        except ConnectError as exc:
-            self.close()
-            raise type(exc)(f"{exc} during {what}") from None
-        except OSError as exc:
-            self.close()
-            raise ConnectError(f"lost the connection to {self.endpoint.where} during {what} "
-                               f"({exc.strerror or exc})") from None  # fmt: skip
-        except BaseException:
-            # Cancelled (or a bug): the connection may hold half an exchange.
-            self.close()
-            raise
-
     # -- reading -------------------------------------------------------------------------
-    def listdir(self, path: str) -> list[RemoteEntry]:
-        """The entries of a remote folder, without '.' and '..'.
-
-        One round trip for most folders: open, two directory reads and close, compounded.
-        """
-        what = f"listing '{path or '/'}'"
-        with self._op(what):
-            return self._list(path, what)
-
     def _list(self, path: str, what: str) -> list[RemoteEntry]:
         query = [
             SMB2QueryDirectoryRequest(
@@ -312,10 +402,6 @@ class SmbSession:
         is_dir = bool(info.file_attributes & _ATTR_DIRECTORY)
         name = path.rsplit("/", 1)[-1]
         return RemoteEntry(name, is_dir, int(info.file_size), float(info.lastwrite_time))
-
-    def read_file(self, path: str, fileobj: Writable, offset: int = 0) -> int:
-        """Stream a remote file (from offset) into fileobj; returns the bytes read."""
-        return self.get_file(path, fileobj, offset, None)
 
     def get_file(
         self,
@@ -420,10 +506,6 @@ class SmbSession:
         raise self._error(error, f"reading at offset {position}")
 
     # -- writing -------------------------------------------------------------------------
-    def write_file(self, path: str, fileobj: Readable, offset: int = 0) -> int:
-        """Stream fileobj into a remote file; offset 0 truncates, else writes from offset."""
-        return self.put_file(Put(path, offset), fileobj)
-
     def put_file(
         self,
         put: Put,
@@ -606,27 +688,6 @@ class SmbSession:
         with self._op(what):
             self._simple(what, path, FILE_READ_ATTRIBUTES, FILE_CREATE, FILE_DIRECTORY_FILE)
 
-    def makedirs(self, path: str) -> None:
-        """Create a folder and its missing parents; an existing folder is fine."""
-        if not path:
-            return
-        parts = path.split("/")
-        for depth in range(1, len(parts) + 1):
-            sub = "/".join(parts[:depth])
-            try:
-                self.mkdir(sub)
-            except RemoteExists:
-                entry = self.stat(sub)
-                if entry is not None and not entry.is_dir:
-                    raise RemoteExists(
-                        f"creating folder '{sub}': a file of that name is in the way"
-                    ) from None
-                continue
-            except RemoteFileError:
-                entry = self.stat(sub)
-                if entry is None or not entry.is_dir:
-                    raise
-
     def rename(self, old: str, new: str, replace: bool = False) -> None:
         """Rename within the share; an existing target is replaced only if `replace`."""
         what = f"renaming '{old}' to '{new}'"
@@ -670,16 +731,6 @@ class SmbSession:
             self._simple(what, path, DELETE | FILE_READ_ATTRIBUTES, FILE_OPEN,
                          kind | FILE_DELETE_ON_CLOSE)  # fmt: skip
 
-    def remove_tree(self, path: str) -> None:
-        """Delete a folder and everything in it (used only on BackDown's own metadata)."""
-        for entry in self.listdir(path):
-            child = f"{path}/{entry.name}"
-            if entry.is_dir:
-                self.remove_tree(child)
-            else:
-                self.remove(child)
-        self.rmdir(path)
-
     # -- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
         if not self.closed:
@@ -691,9 +742,6 @@ class SmbSession:
 
     def __enter__(self) -> SmbSession:
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def _parse_directory(data: bytes) -> list[RemoteEntry]:

@@ -22,8 +22,7 @@ from __future__ import annotations
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from smbprotocol.file_info import (
@@ -52,7 +51,6 @@ from backdown.errors import (
     BackdownError,
     ConnectError,
     LocalFileError,
-    RemoteExists,
     RemoteFileError,
     RemoteNotFound,
 )
@@ -62,6 +60,7 @@ from backdown.smb.session import (
     Put,
     Readable,
     RemoteEntry,
+    SessionCore,
     Writable,
     WriteResult,
     _check_end,
@@ -83,7 +82,6 @@ from backdown.smb.status import (
     STATUS_NO_MORE_FILES,
     STATUS_NO_SUCH_FILE,
     STATUS_OBJECT_NAME_NOT_FOUND,
-    status_error,
 )
 
 __all__ = ["DialectTooOld", "Smb3Session", "connect3"]
@@ -245,7 +243,7 @@ def _write_count(reply: Reply) -> int:
     return int(struct.unpack_from("<I", reply.body, 4)[0])
 
 
-class Smb3Session:
+class Smb3Session(SessionCore):
     """One authenticated SMB 2.1+ connection to one share. Not thread-safe: one per thread.
 
     Besides the Session protocol: `dialect` ("2.1" to "3.1.1"), `signed` (requests and
@@ -282,9 +280,6 @@ class Smb3Session:
         return self.link.cipher
 
     # -- requests ------------------------------------------------------------------------
-    def _error(self, status: int, what: str) -> BackdownError:
-        return status_error(status, what, self.endpoint.server, self.endpoint.share)
-
     def _simple(
         self, what: str, path: str, access: int, disposition: int, options: int,
         middle: Sequence[Any] = (),
@@ -336,37 +331,7 @@ class Smb3Session:
             raise ConnectError(f"the server at {self.endpoint.where} grants no credits")
         return min(wanted, max(1, self.link.credits) * CREDIT_BYTES)
 
-    @contextmanager
-    def _op(self, what: str) -> Iterator[None]:
-        """Run one operation; a failure of the connection closes it (reconnect to go on)."""
-        if self.closed:
-            raise ConnectError(f"the connection to {self.endpoint.where} is closed")
-        try:
-            yield
-        except (RemoteFileError, LocalFileError):
-            raise  # every request had its answer: the connection is still in step
-        except ConnectError as exc:
-            self.close()
-            raise type(exc)(f"{exc} during {what}") from None
-        except OSError as exc:
-            self.close()
-            raise ConnectError(f"lost the connection to {self.endpoint.where} during {what} "
-                               f"({exc.strerror or exc})") from None  # fmt: skip
-        except BaseException:
-            # Cancelled, a share error (or a bug): the connection may hold half an exchange.
-            self.close()
-            raise
-
     # -- reading -------------------------------------------------------------------------
-    def listdir(self, path: str) -> list[RemoteEntry]:
-        """The entries of a remote folder, without '.' and '..'.
-
-        One round trip for most folders: open, two directory reads and close, compounded.
-        """
-        what = f"listing '{path or '/'}'"
-        with self._op(what):
-            return self._list(path, what)
-
     def _open_dir(self, path: str) -> SMB2CreateRequest:
         return _create(path, _READ_DATA | _READ_ATTRIBUTES, CreateDisposition.FILE_OPEN, _DIRECTORY)
 
@@ -418,10 +383,6 @@ class Smb3Session:
             return None
         info = _Created(replies[0].body)
         return RemoteEntry(path.rsplit("/", 1)[-1], info.is_dir, info.size, info.mtime)
-
-    def read_file(self, path: str, fileobj: Writable, offset: int = 0) -> int:
-        """Stream a remote file (from offset) into fileobj; returns the bytes read."""
-        return self.get_file(path, fileobj, offset, None)
 
     def get_file(
         self,
@@ -519,10 +480,6 @@ class Smb3Session:
         raise self._error(error, f"reading at offset {position}")
 
     # -- writing -------------------------------------------------------------------------
-    def write_file(self, path: str, fileobj: Readable, offset: int = 0) -> int:
-        """Stream fileobj into a remote file; offset 0 truncates, else writes from offset."""
-        return self.put_file(Put(path, offset), fileobj)
-
     def put_file(
         self,
         put: Put,
@@ -693,27 +650,6 @@ class Smb3Session:
         with self._op(what):
             self._simple(what, path, _READ_ATTRIBUTES, CreateDisposition.FILE_CREATE, _DIRECTORY)
 
-    def makedirs(self, path: str) -> None:
-        """Create a folder and its missing parents; an existing folder is fine."""
-        if not path:
-            return
-        parts = path.split("/")
-        for depth in range(1, len(parts) + 1):
-            sub = "/".join(parts[:depth])
-            try:
-                self.mkdir(sub)
-            except RemoteExists:
-                entry = self.stat(sub)
-                if entry is not None and not entry.is_dir:
-                    raise RemoteExists(
-                        f"creating folder '{sub}': a file of that name is in the way"
-                    ) from None
-                continue
-            except RemoteFileError:
-                entry = self.stat(sub)
-                if entry is None or not entry.is_dir:
-                    raise
-
     def rename(self, old: str, new: str, replace: bool = False) -> None:
         """Rename within the share; an existing target is replaced only if `replace`."""
         what = f"renaming '{old}' to '{new}'"
@@ -769,16 +705,6 @@ class Smb3Session:
             self._simple(what, path, _DELETE | _READ_ATTRIBUTES, CreateDisposition.FILE_OPEN,
                          kind | CreateOptions.FILE_DELETE_ON_CLOSE)  # fmt: skip
 
-    def remove_tree(self, path: str) -> None:
-        """Delete a folder and everything in it (used only on BackDown's own metadata)."""
-        for entry in self.listdir(path):
-            child = f"{path}/{entry.name}"
-            if entry.is_dir:
-                self.remove_tree(child)
-            else:
-                self.remove(child)
-        self.rmdir(path)
-
     # -- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
         if not self.closed:
@@ -787,6 +713,3 @@ class Smb3Session:
 
     def __enter__(self) -> Smb3Session:
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
