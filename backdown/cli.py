@@ -57,6 +57,7 @@ _PROFILE_OPTIONS = {
     "keep_monthly": "keep_monthly",
     "protocol": "protocol",
     "encrypt": "encrypt",
+    "auth": "auth",
 }
 
 
@@ -179,6 +180,13 @@ def _profile_fields(parser: argparse.ArgumentParser, required: bool) -> None:
         "--encrypt",
         choices=("yes", "no"),
         help="require SMB 3 encryption even where the server does not (default no)",
+    )
+    parser.add_argument(
+        "--auth",
+        choices=("auto", "password", "kerberos"),
+        help="how to log on: auto (default; the password, else your Kerberos ticket), "
+        "password (NTLM) or kerberos (your ticket from kinit or the Windows logon, no "
+        "password kept; SMB 3 transport)",
     )
     for rule in ("daily", "weekly", "monthly"):
         parser.add_argument(

@@ -28,6 +28,7 @@ from backdown.profile import (
     validate_user,
 )
 from backdown.profile_store import ensure_private_dir, write_private_file
+from backdown.smb.kerberos import ticket_principal
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -63,8 +64,28 @@ def resolve_logon(
             raise CredentialsError(f"credentials file {path}: {err}") from None
         if user:
             profile = dataclasses.replace(profile, user=user, domain=domain)
+    if profile.auth == "kerberos":
+        return profile, ""  # the user's ticket: no password is looked up or asked for
+    if (
+        profile.auth == "auto"
+        and profile.user
+        and not _has_password(profile, env, password_stdin)
+        and ticket_principal(env.environ) is not None
+    ):
+        return dataclasses.replace(profile, auth="kerberos"), ""
     password = resolve_password(profile, env, password_stdin=password_stdin, prompt=prompt)
     return profile, password
+
+
+def _has_password(profile: Profile, env: Environment, password_stdin: bool) -> bool:
+    """Whether a password is at hand without asking anyone for it."""
+    if password_stdin or env.environ.get(PASSWORD_VAR):
+        return True
+    if _keyring_get(profile.name) is not None:
+        return True
+    if profile.credentials_file:
+        return "password" in read_credentials_file(profile.credentials_file)
+    return False
 
 
 def resolve_password(
@@ -142,8 +163,11 @@ def unattended_password_problem(profile: Profile, platform: str) -> str | None:
 
     A scheduled run has no terminal to ask at and no BACKDOWN_PASSWORD; on Linux it usually
     has no keyring either (no desktop session, or the user is logged out), while the Windows
-    Credential Manager and the macOS keychain are open to a job that runs as the user.
+    Credential Manager and the macOS keychain are open to a job that runs as the user. A
+    Kerberos profile needs no password (its ticket must last, see the README).
     """
+    if profile.auth == "kerberos":
+        return None
     if profile.credentials_file:
         try:
             values = read_credentials_file(profile.credentials_file)

@@ -67,6 +67,7 @@ from backdown.smb import (
     RemoteFileError,
     Session,
 )
+from backdown.smb.kerberos import principal_for, ticket_principal
 from backdown.smb.transport import connector_for
 from backdown.transfer import Meter, WorkerPool
 from backdown.upload import (
@@ -100,7 +101,9 @@ def prepared(profile: Profile, using: Collaborators) -> tuple[Profile, Collabora
 def with_transport(profile: Profile, using: Collaborators) -> Collaborators:
     """The collaborators with the profile's transport, unless one was given."""
     if using.connect is None:
-        using = replace(using, connect=connector_for(profile.protocol, profile.encrypt))
+        using = replace(
+            using, connect=connector_for(profile.protocol, profile.encrypt, profile.auth)
+        )
     return using
 
 
@@ -123,6 +126,7 @@ def endpoint_for(profile: Profile, password: str) -> Endpoint:
         domain=profile.domain,
         client_name=profile.client_name,
         password=password,
+        kerberos=profile.auth == "kerberos",
     )
 
 
@@ -201,9 +205,14 @@ def check_connection(
     report = RunReport(profile.name, "test", destination=profile.unc)
     endpoint = endpoint_for(profile, password)
     with using.open(endpoint, None) as session:
-        who = f"as '{profile.user}'" if profile.user else "as guest"
-        report.notes.append(f"reached {endpoint.where} and logged on {who} (NTLM)")
         report.details = connection_details(session, using.open)
+        who = report.details.get("principal") or profile.user
+        how = report.details["auth"]
+        report.notes.append(
+            f"reached {endpoint.where} and logged on as '{who}' ({how})"
+            if who
+            else f"reached {endpoint.where} and logged on as guest ({how})"
+        )
         report.notes.append(_details_line(report.details))
         session.listdir("")
         report.notes.append(f"opened share '{profile.share}'")
@@ -250,6 +259,10 @@ def connection_details(session: Session, connector: Connector) -> dict[str, obje
         "cipher": getattr(session, "cipher", None),
         "auth": "NTLM",
     }
+    endpoint = getattr(session, "endpoint", None)
+    if endpoint is not None and endpoint.kerberos:
+        details["auth"] = "Kerberos"
+        details["principal"] = principal_for(endpoint.user) or ticket_principal(os.environ)
     why = getattr(connector, "why", "")
     if why:
         details["transport_because"] = why

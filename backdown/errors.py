@@ -79,6 +79,16 @@ class AuthError(BackdownError):
     exit_status = ExitStatus.CONNECTION
 
 
+class NtlmRefused(AuthError):
+    """The server takes no NTLM (password) logon at all: its domain allows only Kerberos."""
+
+
+class KerberosError(AuthError):
+    """A Kerberos logon failed on this side (no ticket, an expired one, a clock too far off,
+    a server the domain does not know, no KDC): no password was tried, so it never counts
+    towards a lock-out, and it is fixed here (kinit, the clock), not in the profile."""
+
+
 class ShareError(BackdownError):
     """The share or remote folder is missing, or access to it is denied."""
 

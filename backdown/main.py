@@ -25,7 +25,13 @@ from backdown.initialize import Prompter, new_name_check, prompt_profile
 from backdown.manifest import parse_stamp
 from backdown.paths import REPLACED_DIR
 from backdown.point_in_time import parse_moment
-from backdown.profile import Profile, validate_local
+from backdown.profile import (
+    Profile,
+    validate_auth,
+    validate_local,
+    validate_profile,
+    validate_protocol,
+)
 from backdown.profile_store import ProfileStore
 from backdown.run_command import Output, logon_for, run_operation
 from backdown.run_options import DEFAULT_TRANSFERS, RunOptions
@@ -75,6 +81,7 @@ class Menu:
             ("Download (restore)", self._with_profile(self.download)),
             ("Schedule automatic backups of {name}", self._with_profile(self.schedule)),
             ("Status of every profile", self.status),
+            ("Connection settings of {name}", self._with_profile(self.connection)),
         ]
 
     def loop(self) -> int:
@@ -341,6 +348,29 @@ class Menu:
         )  # fmt: skip
         for line in lines:
             self.io.say(line)
+
+    def connection(self, profile: Profile) -> None:
+        """The transport, encryption and logon settings (the command line's --protocol,
+        --encrypt and --auth), each with its current value as the default."""
+        edited = dataclasses.replace(profile)
+        edited.protocol = self.io.ask_valid(
+            "Protocol (auto: SMB 2 or SMB 3 as the server needs; smb2; smb3)",
+            validate_protocol,
+            profile.protocol,
+        )
+        edited.encrypt = self.io.confirm("Require encryption (SMB 3)?", profile.encrypt)
+        edited.auth = self.io.ask_valid(
+            "Log on with (auto: the password, else your Kerberos ticket; password; kerberos)",
+            validate_auth,
+            profile.auth,
+        )
+        validate_profile(edited)
+        self.store.replace(profile.name, edited)
+        self.store.save()
+        self.io.say(
+            f"profile '{profile.name}' saved: protocol {edited.protocol}, encryption "
+            f"{'required' if edited.encrypt else 'as the server wants'}, logon {edited.auth}"
+        )
 
     def status(self) -> None:
         status(self.env, self.store, Output())

@@ -63,6 +63,9 @@ class Profile:
     # whether to require encryption even where the server does not.
     protocol: str = "auto"
     encrypt: bool = False
+    # How to log on: auto (the password when there is one, else the user's Kerberos ticket
+    # if any; a server that refuses NTLM gets the ticket), password (NTLM) or kerberos.
+    auth: str = "auto"
     # The schedule (see schedule.py); schedule_every "" means none.
     schedule_every: str = ""
     schedule_between: str = ""
@@ -122,6 +125,12 @@ def validate_profile(p: Profile) -> Profile:
     p.keep_monthly = _count(p.keep_monthly, "keep_monthly")
     p.protocol = validate_protocol(p.protocol)
     p.encrypt = validate_flag(p.encrypt, "encrypt")
+    p.auth = validate_auth(p.auth)
+    if p.auth == "kerberos" and p.protocol == "smb2":
+        raise UsageError(
+            "a Kerberos logon needs the SMB 3 transport (pysmb, protocol smb2, has NTLM only): "
+            "use protocol auto or smb3"
+        )
     p.schedule_every, p.schedule_between, p.schedule_days = validate_schedule(
         p.schedule_every, p.schedule_between, p.schedule_days
     )
@@ -316,6 +325,16 @@ def validate_protocol(value: object) -> str:
     text = str(value or "auto").strip().lower()
     if text not in ("auto", "smb2", "smb3"):
         raise UsageError(f"the protocol must be auto, smb2 or smb3, not {value!r}")
+    return text
+
+
+AUTH_METHODS = ("auto", "password", "kerberos")
+
+
+def validate_auth(value: object) -> str:
+    text = str(value or "auto").strip().lower()
+    if text not in AUTH_METHODS:
+        raise UsageError(f"auth must be auto, password or kerberos, not {value!r}")
     return text
 
 

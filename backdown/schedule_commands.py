@@ -191,6 +191,11 @@ def set_schedule(
     lines.append(f"scheduled job: {_job_line(state)}")
     if state.note:
         lines.append(state.note)
+    if profile.auth == "kerberos" and not sys.platform.startswith("win"):
+        lines.append(
+            "scheduled runs log on with your Kerberos ticket, which lasts about 10 hours: "
+            "keep it renewed (k5start, or a keytab in KRB5_CLIENT_KTNAME)"
+        )
     lines.append(f"scheduled runs log to {log_path(env)}")
     return lines
 

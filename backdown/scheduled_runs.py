@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from backdown.alerts import Message, Targets
-from backdown.errors import AuthError, BackdownError, LockedError
+from backdown.errors import AuthError, BackdownError, KerberosError, LockedError
 from backdown.history import (
     AUTH_FAILED,
     FAILED_OUTCOMES,
@@ -202,7 +202,9 @@ def _back_up(profile: Profile, history: History, deps: TickDeps) -> TickResult:
         return TickResult(profile.name, "already-running", problems=problems)
     except BackdownError as err:
         result.outcome, result.message = outcome_of(err, None), str(err)
-        if isinstance(err, AuthError):
+        # A refused password stops the schedule (the next tries would lock the account);
+        # a Kerberos failure sent no password: the next tick tries again (after kinit).
+        if isinstance(err, AuthError) and not isinstance(err, KerberosError):
             history.set_lockout(profile.name, deps.clock(), fingerprint(profile), str(err))
     else:
         report = slot.report

@@ -52,6 +52,8 @@ def _scrub_backdown_env(
     for name in SCRUBBED_ENV:
         monkeypatch.delenv(name, raising=False)
     data = tmp_path_factory.mktemp("data")
+    # No Kerberos ticket of the developer's reaches a test (auth = auto would use it).
+    monkeypatch.setenv("KRB5CCNAME", f"FILE:{data / 'no-ticket-cache'}")
     monkeypatch.setenv("BACKDOWN_DATA_DIR", str(data))
     monkeypatch.setenv("XDG_DATA_HOME", str(data / "xdg"))  # an Environment built with environ={}
 

@@ -172,6 +172,7 @@ def test_profile_list_and_show(config: Path, local: Path) -> None:
         "keep_monthly": 0,
         "protocol": "auto",
         "encrypt": False,
+        "auth": "auto",
         "schedule_every": "",
         "schedule_between": "",
         "schedule_days": "",

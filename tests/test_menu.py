@@ -30,7 +30,7 @@ from backdown.profile_store import ProfileStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20
-MENU_PROMPT = r"Choose 1-11 \(q to quit\): "
+MENU_PROMPT = r"Choose 1-12 \(q to quit\): "
 
 LIST, CREATE, SWITCH, EDIT, RENAME, DELETE, TEST, UPLOAD, DOWNLOAD = map(str, range(1, 10))
 
@@ -218,9 +218,9 @@ def test_rename_and_delete_with_confirmation(
 
 
 def test_a_bad_menu_choice_is_asked_again(menu: MenuSession) -> None:
-    for bad in ("0", "12", "x"):
+    for bad in ("0", "13", "x"):
         menu.choose(bad)
-        menu.expect(f"'{bad}' is not on the menu: type a number from 1 to 11")
+        menu.expect(f"'{bad}' is not on the menu: type a number from 1 to 12")
     menu.choose(LIST)
     menu.expect("no profile yet: create one first")
     assert menu.quit() == 0
@@ -535,3 +535,24 @@ def test_restore_chosen_folders_as_of_a_date_from_the_menu(
     assert (local / "letters" / "a.txt").read_text() == "first"
     [kept] = (local / ".backdown-replaced").rglob("a.txt")
     assert kept.read_text() == "second, longer"
+
+
+def test_connection_settings_from_the_menu(
+    menu: MenuSession, tmp_path: Path, samba: SambaServer, remote_dir: str, config_dir: Path
+) -> None:
+    menu.create_profile("office", tmp_path / "docs", samba, remote_dir)
+    menu.choose("12")
+    menu.answer(r"Protocol [^\n]*\[auto\]: ", "smb2")
+    menu.answer(r"Require encryption \(SMB 3\)\? \[y/N\] ", "")
+    menu.answer(r"Log on with [^\n]*\[auto\]: ", "kerberos")
+    menu.expect("a Kerberos logon needs the SMB 3 transport")  # refused, nothing saved
+    menu.choose("12")
+    menu.answer(r"Protocol [^\n]*\[auto\]: ", "smb3")
+    menu.answer(r"Require encryption \(SMB 3\)\? \[y/N\] ", "y")
+    menu.answer(r"Log on with [^\n]*\[auto\]: ", "password")
+    menu.expect("profile 'office' saved: protocol smb3, encryption required, logon password")
+    menu.choose(TEST)
+    menu.expect(r"transport smb3 \(smbprotocol\), dialect 3\.1\.1, signing \w+, encryption AES")
+    assert menu.quit() == 0
+    saved = ProfileStore.load(config_dir).get("office")
+    assert (saved.protocol, saved.encrypt, saved.auth) == ("smb3", True, "password")

@@ -30,12 +30,14 @@ def checked(config: Path) -> dict:
     return json.loads(result.out)
 
 
-def one_line(result: Result, code: int, *words: str) -> None:
+def one_line(result: Result, code: int, *words: str) -> str:
+    """The one line on stderr, with the exit code and the words expected; returned."""
     assert result.code == code, result
     line = result.err.strip()
     assert "\n" not in line and "Traceback" not in line, result
     for word in words:
         assert word in line, result
+    return line
 
 
 def round_trip(tmp: Path, local: Path, config: Path) -> None:

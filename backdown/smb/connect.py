@@ -10,10 +10,12 @@ from importlib import metadata
 from typing import Any
 
 from smb.base import NotConnectedError, NotReadyError, SMBTimeout
+from smb.smb2_constants import SMB2_COM_SESSION_SETUP
 from smb.smb_structs import ProtocolError
 from smb.SMBConnection import SMBConnection
 
-from backdown.errors import AuthError, ConnectError, NoAnswer, UsageError
+from backdown.errors import ConnectError, KerberosError, NoAnswer, UsageError
+from backdown.smb import logon
 from backdown.smb.endpoint import Endpoint
 from backdown.smb.session import SmbSession
 from backdown.smb.wire import Wire
@@ -22,16 +24,24 @@ from backdown.smb.wire import Wire
 # pinned to the version it was written and tested against (tests/test_wire_canary.py).
 PYSMB_VERSION = "1.2.15"
 DIALECT_202 = 0x0202
+STATUS_MORE_PROCESSING_REQUIRED = 0xC0000016
 
 
 class _Connection(SMBConnection):
-    """pysmb's connection, remembering the dialect the server chose."""
+    """pysmb's connection, remembering the dialect the server chose and the status of its
+    last session setup reply (pysmb reports a refused logon only as False)."""
 
     dialect = 0
+    setup_status = 0
 
     def _updateServerInfo_SMB2(self, payload: Any) -> None:
         super()._updateServerInfo_SMB2(payload)
         self.dialect = int(payload.dialect_revision)
+
+    def _updateState_SMB2(self, message: Any) -> None:
+        if message.command == SMB2_COM_SESSION_SETUP:
+            self.setup_status = int(message.status)
+        super()._updateState_SMB2(message)
 
 
 @functools.cache
@@ -54,6 +64,10 @@ def connect(endpoint: Endpoint, cancel: threading.Event | None = None) -> SmbSes
     `cancel`, when set, ends any wait of the session within a fraction of a second.
     """
     check_pysmb()
+    if endpoint.kerberos:
+        raise KerberosError(
+            "the SMB 2 transport (pysmb) has no Kerberos logon; use --protocol auto or smb3"
+        )
     conn = _Connection(
         endpoint.user,
         endpoint.password,
@@ -66,10 +80,9 @@ def connect(endpoint: Endpoint, cancel: threading.Event | None = None) -> SmbSes
     try:
         ok = _logon(conn, endpoint)
         if not ok:
-            who = f"user '{endpoint.user}'" if endpoint.user else "guest access"
-            raise AuthError(
-                f"{endpoint.where} refused {who}: wrong user name or password (or domain); "
-                "check them in the profile (edit it) or the saved password"
+            status = conn.setup_status or logon.STATUS_LOGON_FAILURE
+            raise logon.refused(
+                status, endpoint.where, logon.who(endpoint.user), f"status 0x{status:08X}"
             )
         _check_dialect(conn, endpoint)
         wire = Wire(
@@ -121,6 +134,18 @@ def _logon(conn: _Connection, endpoint: Endpoint) -> bool:
             "address and port are right"
         ) from None
     except ProtocolError as exc:
+        status = conn.setup_status
+        if status == logon.STATUS_ACCESS_DENIED:
+            # How a server that requires encryption answers a client that cannot encrypt.
+            raise DialectRefused(
+                f"{endpoint.where} refused the SMB 2.0.2 logon (access denied): it most likely "
+                "requires encryption, which needs SMB 3; use --protocol auto or smb3"
+            ) from None
+        if status >= 0xC0000000 and status != STATUS_MORE_PROCESSING_REQUIRED:
+            # A logon refusal pysmb has no case for (NTLM blocked, password must change).
+            raise logon.refused(
+                status, endpoint.where, logon.who(endpoint.user), f"status 0x{status:08X}"
+            ) from None
         if "does not support any of the pysmb dialects" in str(exc):
             raise DialectRefused(
                 f"{endpoint.where} requires SMB 3 (its minimum dialect is above 2.0.2, or it "

@@ -21,6 +21,8 @@ class Endpoint:
     domain: str = ""
     client_name: str = "BACKDOWN"
     password: str = field(default="", repr=False)
+    # Log on with the user's Kerberos ticket instead of the password (SMB 3 transport only).
+    kerberos: bool = False
     connect_timeout: float = CONNECT_TIMEOUT
     timeout: float = OPERATION_TIMEOUT
 

@@ -40,7 +40,16 @@ from smbprotocol.header import Commands, NtStatus, Smb2Flags
 from smbprotocol.session import Session as ProtocolSession
 from smbprotocol.tree import TreeConnect
 
-from backdown.errors import AuthError, BackdownError, Cancelled, ConnectError, NoAnswer, UsageError
+from backdown.errors import (
+    AuthError,
+    BackdownError,
+    Cancelled,
+    ConnectError,
+    KerberosError,
+    NoAnswer,
+    UsageError,
+)
+from backdown.smb import kerberos, logon
 from backdown.smb.endpoint import Endpoint
 from backdown.smb.status import status_error
 
@@ -57,43 +66,6 @@ CREDIT_BYTES = 65536  # what one credit pays for in a read or write ([MS-SMB2] 3
 
 DIALECTS = {0x0202: "2.0.2", 0x0210: "2.1", 0x0300: "3.0", 0x0302: "3.0.2", 0x0311: "3.1.1"}
 _CIPHERS = {1: "AES-128-CCM", 2: "AES-128-GCM", 3: "AES-256-CCM", 4: "AES-256-GCM"}
-
-# Logon refusals ([MS-ERREF] 2.3.1): what each one means for the user, and what to do.
-STATUS_ACCESS_DENIED = 0xC0000022
-STATUS_NO_SUCH_USER = 0xC0000064
-STATUS_WRONG_PASSWORD = 0xC000006A
-STATUS_LOGON_FAILURE = 0xC000006D
-STATUS_ACCOUNT_RESTRICTION = 0xC000006E
-STATUS_INVALID_LOGON_HOURS = 0xC000006F
-STATUS_INVALID_WORKSTATION = 0xC0000070
-STATUS_PASSWORD_EXPIRED = 0xC0000071
-STATUS_ACCOUNT_DISABLED = 0xC0000072
-STATUS_LOGON_TYPE_NOT_GRANTED = 0xC000015B
-STATUS_ACCOUNT_EXPIRED = 0xC0000193
-STATUS_PASSWORD_MUST_CHANGE = 0xC0000224
-STATUS_ACCOUNT_LOCKED_OUT = 0xC0000234
-_CHECK_PASSWORD = "check them in the profile (edit it) or the saved password"
-_ASK_ADMIN = "ask the server's administrator"
-_LOGON_REFUSED = {
-    STATUS_LOGON_FAILURE: f"wrong user name or password (or domain); {_CHECK_PASSWORD}",
-    STATUS_WRONG_PASSWORD: f"wrong password; {_CHECK_PASSWORD}",
-    STATUS_NO_SUCH_USER: f"no such user; {_CHECK_PASSWORD}",
-    STATUS_ACCOUNT_LOCKED_OUT: "the account is locked out (too many wrong passwords); wait "
-    f"until the server unlocks it or {_ASK_ADMIN}, then check the saved password",
-    STATUS_PASSWORD_EXPIRED: "the password has expired; change it (on a computer of the "
-    "domain, or ask the server's administrator), then save the new one in the profile",
-    STATUS_PASSWORD_MUST_CHANGE: "the password must be changed before the next logon; change "
-    "it (on a computer of the domain, or ask the server's administrator), then save it",
-    STATUS_INVALID_LOGON_HOURS: "the account may not log on at this time of day (its logon "
-    f"hours); run the backup within them or {_ASK_ADMIN}",
-    STATUS_ACCOUNT_DISABLED: f"the account is disabled; {_ASK_ADMIN}",
-    STATUS_ACCOUNT_EXPIRED: f"the account has expired; {_ASK_ADMIN}",
-    STATUS_INVALID_WORKSTATION: f"the account may not log on from this computer; {_ASK_ADMIN}",
-    STATUS_ACCOUNT_RESTRICTION: "the account may not log on over the network (an empty "
-    f"password, or a policy); {_ASK_ADMIN}",
-    STATUS_LOGON_TYPE_NOT_GRANTED: f"the account may not log on over the network; {_ASK_ADMIN}",
-    STATUS_ACCESS_DENIED: f"access denied to this account; {_ASK_ADMIN}",
-}
 
 
 class DialectTooOld(ConnectError):
@@ -439,15 +411,13 @@ class _EncryptionGuard:
 def open_link(
     endpoint: Endpoint, cancel: threading.Event | None, *, encrypt: bool, require_signing: bool
 ) -> Link:
-    """TCP, negotiation (SMB 2.0.2 to 3.1.1 offered, 2.1 or later accepted) and NTLM logon,
-    all within endpoint.connect_timeout; the share is opened on first use."""
+    """TCP, negotiation (SMB 2.0.2 to 3.1.1 offered, 2.1 or later accepted) and logon (NTLM,
+    or Kerberos when the endpoint says so), all within endpoint.connect_timeout; the share is
+    opened on first use."""
+    if endpoint.kerberos and (why := kerberos.missing()) is not None:
+        raise KerberosError(why)
     conn = Connection(uuid.uuid4(), endpoint.server, endpoint.port, require_signing=require_signing)
     check_smbprotocol(conn)
-    # NTLM wants DOMAIN\user; a profile without a user logs on as guest (pyspnego has no
-    # anonymous logon: "Guest" with no password is what a server that allows guests maps).
-    user = endpoint.user or "Guest"
-    if endpoint.user and endpoint.domain and "@" not in endpoint.user:
-        user = f"{endpoint.domain}\\{endpoint.user}"
     try:
         with _watchdog(conn, endpoint.connect_timeout, cancel) as fired:
             try:
@@ -458,8 +428,7 @@ def open_link(
             guard = _EncryptionGuard(conn)
             # Made after the negotiation: it copies require_signing, which the server's
             # answer may just have turned on.
-            session = ProtocolSession(conn, user, endpoint.password, require_encryption=encrypt,
-                                      auth_protocol="ntlm")  # fmt: skip
+            session = _protocol_session(conn, endpoint, encrypt)
             try:
                 session.connect()
             except BaseException as exc:
@@ -469,6 +438,22 @@ def open_link(
     except BaseException:
         _drop(conn)
         raise
+
+
+def _protocol_session(conn: Connection, endpoint: Endpoint, encrypt: bool) -> ProtocolSession:
+    if endpoint.kerberos:
+        # No password: pyspnego takes the ticket from the user's cache (or the Windows
+        # logon) and asks the KDC for one for cifs/<server>.
+        principal = kerberos.principal_for(endpoint.user)
+        return ProtocolSession(conn, principal, None, require_encryption=encrypt,
+                               auth_protocol="kerberos")  # fmt: skip
+    # NTLM wants DOMAIN\user; a profile without a user logs on as guest (pyspnego has no
+    # anonymous logon: "Guest" with no password is what a server that allows guests maps).
+    user = endpoint.user or "Guest"
+    if endpoint.user and endpoint.domain and "@" not in endpoint.user:
+        user = f"{endpoint.domain}\\{endpoint.user}"
+    return ProtocolSession(conn, user, endpoint.password, require_encryption=encrypt,
+                           auth_protocol="ntlm")  # fmt: skip
 
 
 def _drop(conn: Connection) -> None:
@@ -543,17 +528,20 @@ def _logon_error(
             f"{endpoint.where} did not finish the logon in {endpoint.connect_timeout:g} s; "
             "check that the server is working"
         )
-    who = f"user '{endpoint.user}'" if endpoint.user else "guest access"
+    who = logon.who(endpoint.user)
+    if endpoint.kerberos and isinstance(exc, SMBResponseException):
+        who = f"the Kerberos ticket of {endpoint.user or 'this user'}"
     if isinstance(exc, SMBResponseException):
         status = int(exc.status)
-        reason = _LOGON_REFUSED.get(status)
-        if reason is None:
-            reason = f"{status_name(status)}; {_ASK_ADMIN}"
-        return AuthError(f"{endpoint.where} refused {who}: {reason}")
+        return logon.refused(status, endpoint.where, who, status_name(status),
+                             kerberos=endpoint.kerberos)  # fmt: skip
     text = describe(exc, endpoint)
+    if endpoint.kerberos and isinstance(exc, SMBAuthenticationError):
+        return kerberos.failure(exc, endpoint.where, endpoint.server,
+                                kerberos.principal_for(endpoint.user))  # fmt: skip
     if isinstance(exc, SMBAuthenticationError):
         return AuthError(f"{endpoint.where} refused {who}: the logon failed ({text}); "
-                         f"{_CHECK_PASSWORD}")  # fmt: skip
+                         f"{logon.CHECK_PASSWORD}")  # fmt: skip
     if isinstance(exc, SMBException) and "guest" in text:
         return AuthError(
             f"{endpoint.where} let {who} in only as guest, which cannot sign or encrypt as "

@@ -457,7 +457,9 @@ class Bench:
         if reason:
             raise BenchError(f"cannot run the Samba server: {reason}")
         say("starting smbd ...")
-        self.server = self.samba_mod.SambaServer(self.work / "samba")
+        self.server = self.samba_mod.SambaServer(
+            self.work / "samba", signing="mandatory" if self.args.signing else "auto"
+        )
         self.server.start()
         self.port = self.server.port
         time.sleep(0.5)  # let the log-on check's connection go
@@ -1274,7 +1276,8 @@ class Report:
         out = [
             f"# BackDown benchmark: {'LAN (lanproxy)' if args.lan else 'loopback'}"
             + (f", BackDown on --protocol {args.protocol}" if args.protocol != "auto" else "")
-            + (" with encryption" if args.encrypt else ""),
+            + (" with encryption" if args.encrypt else "")
+            + (", server signing mandatory" if args.signing else ""),
             "",
             f"- {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, "
             f"took {(time.time() - self.began) / 60:.1f} min: `{command}`",
@@ -1631,6 +1634,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--encrypt", action="store_true", help="BackDown with SMB 3 encryption (AES-128-GCM)"
+    )
+    parser.add_argument(
+        "--signing",
+        action="store_true",
+        help="the server requires signing (server signing = mandatory): every client signs",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
     parser.add_argument(
