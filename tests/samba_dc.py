@@ -55,10 +55,9 @@ def domain_missing_reason() -> str | None:
             return f"{tool} is not installed (Debian: samba-ad-dc, krb5-user)"
     if not PROVISION_FILE.exists():
         return "samba-ad-provision is not installed"
-    try:
-        import gssapi  # noqa: F401
-    except ImportError:
-        return "the gssapi package is not installed (pip install '.[kerberos]')"
+    from backdown.smb.kerberos import missing
+
+    return missing()
     return None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,3 +248,27 @@ def test_clock_skew_is_named() -> None:
     except RuntimeError as outer:
         error = kerberos.failure(outer, "nas:445", "nas", "alice")
     assert isinstance(error, KerberosError) and "clock" in str(error) and "5 minutes" in str(error)
+
+
+def test_on_windows_the_domain_logon_is_the_ticket() -> None:
+    # Windows' SSPI needs no package, and a domain logon (USERDNSDOMAIN set) has tickets.
+    assert kerberos.missing("win32") is None
+    environ = {"USERDNSDOMAIN": "corp.example.com", "USERNAME": "alice"}
+    assert kerberos.ticket_principal(environ, "win32") == "alice@CORP.EXAMPLE.COM"
+    assert kerberos.ticket_principal({"USERNAME": "alice"}, "win32") is None  # local account
+    assert kerberos.principal_for("alice", "win32") is None  # the logon session's own
+    assert kerberos.principal_for("alice", "linux") == "alice"
+
+
+def test_without_gssapi_kerberos_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "krb5", None)  # import krb5 now raises ImportError
+    assert kerberos.ticket_principal({}, "linux") is None
+    local = tmp_path / "local"
+    local.mkdir()
+    config = tmp_path / "config"
+    args = ["profile", "add", "p", "--local", str(local), "--server", "127.0.0.1",
+            "--port", "1", "--share", "s", "--auth", "kerberos"]  # fmt: skip
+    assert run_cli(args, config).code == 0
+    one_line(run_cli(["test", "p"], config), 3, "krb5", "pip install 'backdown[kerberos]'")

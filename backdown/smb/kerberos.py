@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from backdown.errors import KerberosError
 
 INSTALL = (
-    "Kerberos needs the gssapi package, which is not installed: pip install "
-    "'backdown[kerberos]' (it builds on the system's Kerberos library: on Debian or Ubuntu "
-    "install libkrb5-dev and gcc first; macOS has it)"
+    "Kerberos needs the gssapi and krb5 packages, which are not installed: pip install "
+    "'backdown[kerberos]' (they build on the system's Kerberos library: on Debian or Ubuntu "
+    "install libkrb5-dev and gcc first)"
 )
 KINIT = "run 'kinit user@REALM' (on Windows, log on to the domain)"
 
@@ -40,7 +40,9 @@ def missing(platform: str = sys.platform) -> str | None:
     if platform == "win32":
         return None  # SSPI, part of Windows
     try:
+        # pyspnego's Kerberos needs both (its GSSAPIProxy refuses to start without krb5).
         import gssapi  # noqa: F401
+        import krb5  # noqa: F401
     except ImportError:
         return INSTALL
     return None

@@ -535,6 +535,8 @@ def _logon_error(
         status = int(exc.status)
         return logon.refused(status, endpoint.where, who, status_name(status),
                              kerberos=endpoint.kerberos)  # fmt: skip
+    if endpoint.kerberos and isinstance(exc, ImportError):
+        return KerberosError(kerberos.INSTALL)  # a part of pyspnego's Kerberos is missing
     text = describe(exc, endpoint)
     if endpoint.kerberos and isinstance(exc, SMBAuthenticationError):
         return kerberos.failure(exc, endpoint.where, endpoint.server,
