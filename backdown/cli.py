@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -73,6 +75,13 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        choice = re.match(r"argument COMMAND: invalid choice: '([^']*)' \(choose from (.*)\)$",
+                          message)  # fmt: skip
+        if choice:
+            typed, offered = choice.group(1), re.findall(r"'([^']*)'", choice.group(2))
+            guess = difflib.get_close_matches(typed, offered, n=1)
+            hint = f": did you mean '{guess[0]}'?" if guess else ""
+            raise UsageError(f"unknown command '{typed}'{hint} (see '{self.prog} --help')")
         raise UsageError(f"{_without_values(message)}; see '{self.prog} --help'")
 
 
@@ -137,6 +146,12 @@ def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:
         default=flag_default,
         help="show the Python traceback of an unexpected error",
     )
+    if top:
+        parser.add_argument(
+            "--plain",
+            action="store_true",
+            help="with no command: the numbered menu, not the full-screen UI",
+        )
 
 
 def _profile_fields(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -319,6 +334,33 @@ def _run_options(parser: argparse.ArgumentParser, upload: bool) -> None:
         )
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, but an unknown option is named with the command it was given to, that
+    command's help, and the option it most likely meant."""
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    command = _subparser(parser, args.command)
+    if command is not None and getattr(args, "action", None):
+        command = _subparser(command, args.action) or command
+    known = [s for a in command._actions for s in a.option_strings] if command else []
+    unknown = [w.split("=", 1)[0] for w in extra if w.startswith("-")]
+    prog = command.prog if command else parser.prog
+    if not unknown:
+        raise UsageError(f"unexpected value(s) ({len(extra)} not shown); see '{prog} --help'")
+    guess = difflib.get_close_matches(unknown[0], known, n=1)
+    hint = f": did you mean {guess[0]}?" if guess else ""
+    raise UsageError(f"unknown option {unknown[0]} for '{prog}'{hint} (see '{prog} --help')")
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -339,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="list saved profiles")
     show = actions.add_parser("show", help="show one profile")
     show.add_argument("name")
+    use = actions.add_parser("use", help="make a profile the current one (the menu's, and "
+                             "the default of commands given no name)")  # fmt: skip
+    use.add_argument("name")
     edit = actions.add_parser("edit", help="change settings of a profile")
     edit.add_argument("name")
     _profile_fields(edit, required=False)
@@ -358,20 +403,22 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument(
         "--password-stdin", action="store_true", help="read the password to save from stdin"
     )
-    for sub in (add, show, edit, rename, remove, export, imported, actions.choices["list"]):
+    for sub in (add, show, use, edit, rename, remove, export, imported, actions.choices["list"]):
         _global_options(sub, top=False)
     _schedule_parsers(commands)
 
+    menu = commands.add_parser("menu", help="the numbered menu (the full-screen UI's plain twin)")
+    _global_options(menu, top=False)
     test = commands.add_parser("test", help="check server, login, share and write access")
-    test.add_argument("name")
+    test.add_argument("name", nargs="?", help="the profile (default: the current one)")
     test.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     upload = commands.add_parser("upload", aliases=["backup"], help="back up a profile")
-    upload.add_argument("name")
+    upload.add_argument("name", nargs="?", help="the profile (default: the current one)")
     _run_options(upload, upload=True)
     download = commands.add_parser("download", aliases=["restore"], help="restore a profile")
-    download.add_argument("name")
+    download.add_argument("name", nargs="?", help="the profile (default: the current one)")
     _run_options(download, upload=False)
     snaps = commands.add_parser("snapshots", help="the snapshots kept on the share")
     snaps.add_argument("name")
@@ -390,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "verify", help="read the backup back and compare it (SHA-256) with what it should be"
     )
-    check.add_argument("name")
+    check.add_argument("name", nargs="?", help="the profile (default: the current one)")
     check.add_argument(
         "--sample",
         type=float,
@@ -495,7 +542,7 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     show_traceback = "--traceback" in argv
     try:
         with contextlib.redirect_stdout(env.stdout):  # --help and --version print there
-            args = build_parser().parse_args(argv)
+            args = _parse(build_parser(), argv)
         if args.config_dir:
             env.config_dir = Path(args.config_dir).expanduser()
         if args.data_dir:
@@ -563,7 +610,12 @@ def _setup_logging(verbose: bool) -> None:
 def _dispatch(args: argparse.Namespace, env: Environment) -> int:
     store = ProfileStore.load(env.config_path)
     out = Output(json=args.json, quiet=args.quiet, verbose=args.verbose)
-    if args.command is None:
+    if args.command is None and not args.plain:
+        from backdown.tui import run_tui, unavailable
+
+        if unavailable(env) is None:
+            return run_tui(env)
+    if args.command in (None, "menu"):
         from backdown.main import run_menu
 
         return run_menu(env, store)
@@ -585,7 +637,7 @@ def _dispatch(args: argparse.Namespace, env: Environment) -> int:
         return restore_commands.list_versions(
             env, store.get(args.name), path, deleted, out, args.password_stdin
         )
-    profile = store.get(args.name)
+    profile = _named_or_current(store, args.name)
     operation = {"backup": "upload", "restore": "download"}.get(args.command, args.command)
     options = RunOptions()
     if operation == "verify":
@@ -597,11 +649,8 @@ def _dispatch(args: argparse.Namespace, env: Environment) -> int:
     elif operation != "test":
         options = _options_from(args, operation)
     notify = schedule_commands.targets_for(profile, store)
-    status = run_operation(env, profile, operation, options, out, args.password_stdin, notify)
-    if store.last_used != profile.name:
-        store.set_current(profile.name)
-        store.save()
-    return status
+    # A run never changes the menu's current profile: only Switch and `profile use` do.
+    return run_operation(env, profile, operation, options, out, args.password_stdin, notify)
 
 
 def _options_from(args: argparse.Namespace, operation: str) -> RunOptions:
@@ -639,6 +688,18 @@ def _options_from(args: argparse.Namespace, operation: str) -> RunOptions:
     return options
 
 
+def _named_or_current(store: ProfileStore, name: str | None) -> Profile:
+    """The profile named, or the current one (the menu's) when none is named."""
+    if name:
+        return store.get(name)
+    current = store.current()
+    if current is None:
+        raise UsageError(
+            "no profile named and no current one; name one ('backdown profile list' shows them)"
+        )
+    return current
+
+
 def _profile_command(
     args: argparse.Namespace, env: Environment, store: ProfileStore, out: Output
 ) -> int:
@@ -669,6 +730,11 @@ def _profile_command(
         store.save()
         schedule_commands.rename_in_history(env, args.old, profile.name)
         _say(env, out, f"profile '{args.old}' renamed to '{profile.name}'")
+    elif args.action == "use":
+        profile = store.get(args.name)
+        store.set_current(profile.name)
+        store.save()
+        _say(env, out, f"current profile: {profile.name}")
     elif args.action == "export":
         _export_profile(env, store.get(args.name), args.to)
     elif args.action == "import":

@@ -170,6 +170,9 @@ class Collaborators:
     # the engine on a clock of its own (days away from the real server's) turns it off.
     clock_checked_by_server: bool = True
     user: str = field(default_factory=lambda: local_user())
+    # Set from another thread to stop the run (the full-screen UI's Cancel); a run in the
+    # main thread is stopped by Ctrl-C instead.
+    cancel: threading.Event | None = None
 
     @property
     def open(self) -> Connector:
@@ -208,23 +211,29 @@ def check_connection(
         report.details = connection_details(session, using.open)
         who = report.details.get("principal") or profile.user
         how = report.details["auth"]
-        report.notes.append(
-            f"reached {endpoint.where} and logged on as '{who}' ({how})"
-            if who
-            else f"reached {endpoint.where} and logged on as guest ({how})"
-        )
+        as_whom = f"as '{who}'" if who else "as guest"
+        report.notes.append(f"server {endpoint.where} answered; logged on {as_whom} ({how})")
         report.notes.append(_details_line(report.details))
         session.listdir("")
-        report.notes.append(f"opened share '{profile.share}'")
+        report.notes.append(f"share '{profile.share}' opened")
         folder = profile.remote_folder
         with folder_access(profile):
             existing = _nearest_existing(session, folder)
+        _probe_writable(session, existing, profile)
         if existing != folder:
             report.notes.append(
-                f"folder '{folder}' does not exist yet; the first backup will create it"
+                f"folder '{folder}' does not exist on the share yet: the first backup creates "
+                f"it ('{existing or '/'}' is writable)"
             )
-        _probe_writable(session, existing, profile)
-        report.notes.append(f"'{existing or '/'}' is writable")
+        else:
+            report.notes.append(f"folder '{folder or '/'}' on the share is writable")
+    present = os.path.isdir(profile.local)
+    report.details["local_folder_present"] = present
+    report.notes.append(
+        f"local folder {profile.local} is present"
+        if present
+        else f"local folder {profile.local} is missing"
+    )
     report.seconds = time.monotonic() - began
     return report
 
@@ -386,7 +395,8 @@ class Run:
         using: Collaborators, report: RunReport,
     ) -> Run:  # fmt: skip
         sessions = _Sessions(endpoint_for(profile, password), using.open)
-        return cls(profile, options, subscriber, using, sessions, report)
+        cancel = using.cancel if using.cancel is not None else threading.Event()
+        return cls(profile, options, subscriber, using, sessions, report, cancel)
 
     @property
     def owner(self) -> str:

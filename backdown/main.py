@@ -1,13 +1,17 @@
 """The interactive menu: the saved profiles, the current one, and what to do with it.
 
-`backdown` with no arguments lands here (cli.py calls run_menu). Every action works on the
-current profile, which the menu names; "Switch profile" picks another and is remembered.
+`backdown menu` (and `backdown` where the full-screen UI cannot run) lands here (cli.py calls
+run_menu). Every action works on the current profile, which the menu names; "Switch
+profile" picks another and is remembered. The coworker's actions come first: back up now
+(with the profile's settings, no questions), restore, test; the admin's after them.
 
-What the keys do: Ctrl-C anywhere (a prompt or a running transfer) leaves the menu with exit
-status 130. Ctrl-D at the menu's own prompt quits (status 0); Ctrl-D inside an action (while
-creating a profile, say) cancels that action only and shows the menu again. An error the
-user can act on (a wrong password, an unreachable server) is printed as one line and the
-menu comes back.
+What the keys do: Ctrl-C or Ctrl-D at a question, or Ctrl-C during a backup or restore,
+cancels that action and comes back to the menu (a backup or restore run again resumes
+where it stopped). At the menu's own prompt, Ctrl-D quits (status 0) and Ctrl-C quits with
+status 130. The menu is shown once, then again on Enter, so an action's result stays on
+screen. An error the user can act on (a wrong password, an unreachable server) is printed
+as one line and the menu comes back. The profiles are read again before every action: an
+edit made meanwhile from another terminal is seen.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from backdown.profile import (
     validate_protocol,
 )
 from backdown.profile_store import ProfileStore
-from backdown.run_command import Output, logon_for, run_operation
+from backdown.report import plural
+from backdown.run_command import Output, execute, logon_for, print_report, run_operation
 from backdown.run_options import DEFAULT_TRANSFERS, RunOptions
 from backdown.schedule import days_text, interval_text, parse_days, parse_interval, parse_window
 from backdown.schedule_commands import (
@@ -46,6 +51,13 @@ from backdown.schedule_commands import (
 )
 
 MAX_TRANSFERS = 64  # as the command line's --transfers
+
+
+def _show_menu() -> None:
+    """The answer Enter gives after an action: show the menu again (never performed)."""
+
+
+_SHOW_MENU = _show_menu
 QUIT = "q"
 NO_PROFILE = "no profile yet: create one first"
 
@@ -70,32 +82,40 @@ class Menu:
         self.io = io
         # (label, action); an action needing a profile gets the current one.
         self.choices: list[tuple[str, Callable[[], None]]] = [
-            ("List profiles", self.list_profiles),
-            ("Create a profile", self.create),
+            ("Back up now", self._with_profile(self.back_up)),
+            ("Restore files", self._with_profile(self.download)),
+            ("Test the connection", self._with_profile(self.test)),
+            ("Status of every profile", self.status),
             ("Switch profile", self.switch),
+            ("Create a profile", self.create),
             ("Edit {name}", self._with_profile(self.edit)),
+            ("Change the password of {name}", self._with_profile(self.change_password)),
+            ("Schedule automatic backups of {name}", self._with_profile(self.schedule)),
+            ("Connection settings of {name}", self._with_profile(self.connection)),
+            ("Back up with options (dry run, mirror, transfers)", self._with_profile(self.upload)),
             ("Rename {name}", self._with_profile(self.rename)),
             ("Delete {name}", self._with_profile(self.delete)),
-            ("Test the connection", self._with_profile(self.test)),
-            ("Upload (back up)", self._with_profile(self.upload)),
-            ("Download (restore)", self._with_profile(self.download)),
-            ("Schedule automatic backups of {name}", self._with_profile(self.schedule)),
-            ("Status of every profile", self.status),
-            ("Connection settings of {name}", self._with_profile(self.connection)),
+            ("List profiles", self.list_profiles),
         ]
 
     def loop(self) -> int:
+        menu_shown = False
         while True:
-            self.show()
+            if not menu_shown:
+                self.show()
             try:
-                action = self.ask_choice()
+                action = self.ask_choice(first=not menu_shown)
             except EOFError:
                 self.io.say("\nbye")
                 return int(ExitStatus.SUCCESS)
             if action is None:
                 return int(ExitStatus.SUCCESS)
+            if action is _SHOW_MENU:
+                menu_shown = False
+                continue
             self.io.say()
             self.perform(action)
+            menu_shown = True  # the result stays on screen; Enter shows the menu again
 
     def show(self) -> None:
         current = self.store.current()
@@ -112,27 +132,38 @@ class Menu:
         for number, (label, _) in enumerate(self.choices, start=1):
             self.io.say(f"  {number}) {label.format(name=name)}")
         self.io.say(f"  {QUIT}) Quit")
+        self.io.say("Ctrl-C or Ctrl-D cancels a question or a running backup.")
 
-    def ask_choice(self) -> Callable[[], None] | None:
-        """The action chosen, or None to quit; a choice that is not on the menu is asked again."""
+    def ask_choice(self, first: bool = True) -> Callable[[], None] | None:
+        """The action chosen, _SHOW_MENU (Enter), or None to quit; a choice that is not on
+        the menu is asked again."""
         last = len(self.choices)
+        hint = f"{QUIT} to quit" if first else f"Enter = the menu, {QUIT} = quit"
         while True:
-            answer = self.io.read(f"Choose 1-{last} ({QUIT} to quit): ").strip().lower()
+            answer = self.io.read(f"Choose 1-{last} ({hint}): ").strip().lower()
             if answer in (QUIT, "quit"):
                 return None
             if answer.isdecimal() and 1 <= int(answer) <= last:
                 return self.choices[int(answer) - 1][1]
-            if answer:
-                self.io.say(f"'{answer}' is not on the menu: type a number from 1 to {last}")
+            if not answer:
+                if not first:
+                    return _SHOW_MENU
+                continue
+            self.io.say(f"'{answer}' is not on the menu: type a number from 1 to {last}")
 
     def perform(self, action: Callable[[], None]) -> None:
-        """Run one action; its errors are reported and the menu goes on."""
+        """Run one action; its errors are reported and the menu goes on. Ctrl-C (or a
+        cancelled run) ends the action only."""
+        self._reload()
         try:
             action()
         except EOFError:
             self.io.say("\ncancelled")
-        except Cancelled:
-            raise
+        except (KeyboardInterrupt, Cancelled):
+            self.io.warn(
+                "\ncancelled; back to the menu (a backup or restore run again resumes where "
+                "it stopped)"
+            )
         except BackdownError as err:
             self.io.warn(f"error: {err}")
             if isinstance(err, ConfigError):
@@ -144,7 +175,8 @@ class Menu:
             self.io.warn(f"error: {(err.strerror or str(err)).lower()}{where}")
 
     def _reload(self) -> None:
-        """Show what is really saved after a save failed, so the menu does not pretend."""
+        """Read the profiles again: before each action (another terminal may have changed
+        them), and after a save failed, so the menu does not pretend."""
         try:
             self.store = ProfileStore.load(self.store.config_dir)
         except BackdownError as err:
@@ -199,8 +231,9 @@ class Menu:
         def check(answer: str) -> str:
             if answer.isdecimal() and 1 <= int(answer) <= len(names):
                 return names[int(answer) - 1]
-            if answer in names:
-                return answer
+            for name in names:
+                if name.casefold() == answer.casefold():
+                    return name
             raise UsageError(f"'{answer}' is neither a number from 1 to {len(names)} nor a name")
 
         name = self.io.ask_valid("Switch to (number or name)", check, current.name)
@@ -255,6 +288,26 @@ class Menu:
 
     def test(self, profile: Profile) -> None:
         self._run(profile, "test", RunOptions())
+
+    def back_up(self, profile: Profile) -> None:
+        """The profile's backup as it is set up: no questions."""
+        self._run(profile, "upload", RunOptions())
+
+    def change_password(self, profile: Profile) -> None:
+        if profile.auth == "kerberos":
+            self.io.say(f"'{profile.name}' logs on with your Kerberos ticket: it has no password")
+            return
+        if not profile.user:
+            self.io.say(f"'{profile.name}' logs on as guest: it has no password (Edit sets a user)")
+            return
+        typed = self.io.ask_secret(f"New password for {profile.user} (hidden; Enter = keep)")
+        if not typed:
+            self.io.say("password unchanged")
+            return
+        message = save_password(profile, typed, self.env)
+        self.store.save()  # save_password may have pointed the profile at its own file
+        lift_lockout(self.env, profile.name)
+        self.io.say(message)
 
     def upload(self, profile: Profile) -> None:
         dry_run = self.io.confirm("Dry run first (show what would change, change nothing)?", False)
@@ -378,8 +431,13 @@ class Menu:
     def _dry_run(self, profile: Profile, operation: str, options: RunOptions, go: str) -> bool:
         """Show the plan, then ask whether to carry it out."""
         plan = dataclasses.replace(options, dry_run=True)
-        # verbose: the summary of a dry run then lists every planned action.
-        run_operation(self.env, profile, operation, plan, Output(verbose=True))
+        report = execute(self.env, profile, operation, plan, Output())
+        print_report(self.env, report, Output())
+        if report.planned and self.io.confirm(
+            f"List the {plural(len(report.planned), 'planned change')}?", default=False
+        ):
+            for action, path in report.planned:
+                self.io.say(f"  {action:<20} {path}")
         if self.io.confirm(go, default=False):
             return True
         self.io.say("nothing was changed")

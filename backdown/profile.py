@@ -23,7 +23,9 @@ DEFAULT_KEEP_VERSIONS_DAYS = 30
 
 PLACEHOLDERS = ("computer", "user", "date")
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_]*)\}")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A profile name is also a file name (its lock, its own credentials file): letters, digits,
+# '.', '_', '-' and single spaces between them ("Alice Laptop").
+_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]| (?=[A-Za-z0-9._-])){0,63}$")
 _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 # Characters Windows refuses in share and file names.
 _BAD_SMB_CHARS = set('"*:<>?|')
@@ -145,7 +147,7 @@ def validate_name(value: object) -> str:
     if not _NAME_RE.match(name):
         raise UsageError(
             "a profile name must start with a letter or digit and use only letters, digits, "
-            "'.', '_' or '-' (at most 64 characters)"
+            "'.', '_', '-' and single spaces (at most 64 characters)"
         )
     return name
 

@@ -86,7 +86,7 @@ class ProfileStore:
         return store
 
     def get(self, name: str) -> Profile:
-        """The profile with this exact name; UsageError if there is none."""
+        """The profile with this name (case ignored); UsageError if there is none."""
         profile = self.find(name)
         if profile is None:
             raise UsageError(
@@ -95,8 +95,12 @@ class ProfileStore:
         return profile
 
     def find(self, name: str) -> Profile | None:
-        """The profile with this exact name, or None."""
-        return next((p for p in self.profiles if p.name == name), None)
+        """The profile with this name, or None: the exact name first, else the one that
+        differs only in case (two names never differ only in case: add refuses it)."""
+        exact = next((p for p in self.profiles if p.name == name), None)
+        if exact is not None:
+            return exact
+        return next((p for p in self.profiles if p.name.casefold() == name.casefold()), None)
 
     def names(self) -> list[str]:
         """The profile names in file order."""

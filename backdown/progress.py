@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -190,3 +192,79 @@ class RichProgress(Subscriber):
             if self._progress is not None:
                 self._progress.stop()
                 self._progress = None
+
+
+class Tally(Subscriber):
+    """A run's progress as numbers an interface polls (the full-screen UI redraws from it a
+    few times a second): totals, what is done, the files in flight, failures so far, and a
+    rate smoothed over the last few seconds, so it and the ETA do not swing with every
+    chunk. Thread-safe: the engine's workers report from their own threads."""
+
+    WINDOW = 5.0  # seconds the rate is taken over
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.operation = ""
+        self.files_total = 0
+        self.bytes_total = 0
+        self.files_done = 0
+        self.bytes_done = 0
+        self.in_flight: dict[str, int] = {}  # path -> size
+        self.failures: list[tuple[str, str]] = []
+        self.notices: list[str] = []
+        self.finished = False
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def on_plan(self, operation: str, plan: Plan) -> None:
+        with self._lock:
+            self.operation = operation
+            self.files_total = len(plan.copies)
+            self.bytes_total = plan.copy_bytes
+            self._samples.append((self._clock(), 0))
+
+    def on_file_start(self, path: str, size: int) -> None:
+        with self._lock:
+            self.in_flight[path] = size
+
+    def on_progress(self, nbytes: int) -> None:
+        with self._lock:
+            self.bytes_done += nbytes
+
+    def on_file_done(self, path: str, error: str | None) -> None:
+        with self._lock:
+            self.files_done += 1
+            self.in_flight.pop(path, None)
+            if error is not None:
+                self.failures.append((path, error))
+
+    def on_notice(self, message: str) -> None:
+        with self._lock:
+            self.notices.append(message)
+
+    def on_finish(self) -> None:
+        with self._lock:
+            self.finished = True
+
+    def sample(self) -> None:
+        """Note the bytes done now (the interface calls this at each redraw)."""
+        now = self._clock()
+        with self._lock:
+            self._samples.append((now, self.bytes_done))
+            while len(self._samples) > 2 and now - self._samples[1][0] >= self.WINDOW:
+                self._samples.popleft()
+
+    def rate(self) -> float:
+        """Bytes per second over the last WINDOW seconds (0 until two samples apart)."""
+        with self._lock:
+            if len(self._samples) < 2:
+                return 0.0
+            (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
+        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def eta(self) -> float | None:
+        """Seconds left at the smoothed rate, or None when it cannot be told yet."""
+        rate = self.rate()
+        if rate <= 0 or not self.bytes_total:
+            return None
+        return max(0.0, (self.bytes_total - self.bytes_done) / rate)

@@ -74,8 +74,8 @@ class RunReport:
     def _verify_lines(self) -> list[str]:
         lines = [
             f"Verified '{self.profile}' ({self.destination}): read back "
-            f"{self.files_transferred} files, {_human(self.bytes_transferred)} in "
-            f"{self.seconds:.1f} s ({self.rate_mb_s:.1f} MB/s)."
+            f"{plural(self.files_transferred, 'file')} ({_human(self.bytes_transferred)}) in "
+            f"{self.seconds:.1f} s{_rate(self.bytes_transferred, self.seconds)}."
         ]
         lines += [f"  note: {n}" for n in self.notes]
         if not self.files_failed:
@@ -93,35 +93,29 @@ class RunReport:
         """The end-of-run summary, a few lines a person reads."""
         if self.operation == "verify":
             return self._verify_lines()
-        verb = {"upload": "Backed up", "download": "Restored"}.get(self.operation, "Done")
         if self.dry_run:
-            lines = [
-                f"Dry run of {self.operation} for '{self.profile}' to {self.destination}: "
-                "nothing was changed.",
-                f"  would copy {self.files_new} new and {self.files_changed} changed files, "
-                f"{self.files_unchanged} unchanged; would move {self.files_removed} files to "
-                "the versions area",
-            ]
-            if verbose:
-                lines += [f"  {action:<20} {path}" for action, path in self.planned]
-            lines += [f"  note: {n}" for n in self.notes]
-            if self.files_failed:
-                lines.append(f"  {len(self.files_failed)} would fail:")
-                lines += [f"    {f.path}: {f.error}" for f in self.files_failed]
-            return lines
+            return self._dry_run_lines(verbose)
+        verb = {"upload": "Backed up", "download": "Restored"}.get(self.operation, "Done")
+        moved = "sent" if self.operation == "upload" else "received"
         lines = [
-            f"{verb} '{self.profile}': {self.files_transferred} files, "
-            f"{_human(self.bytes_transferred)} in {self.seconds:.1f} s "
-            f"({self.rate_mb_s:.1f} MB/s); {self.files_new} new, {self.files_changed} changed, "
-            f"{self.files_unchanged} unchanged.",
+            f"{verb} '{self.profile}': {plural(self.files_transferred, 'file')} {moved} "
+            f"({_human(self.bytes_transferred)}) in {self.seconds:.1f} s"
+            f"{_rate(self.bytes_transferred, self.seconds)}; {self.files_new} new, "
+            f"{self.files_changed} changed, {self.files_unchanged} unchanged.",
         ]
-        if self.files_versioned or self.files_removed:
+        if self.operation == "download" and self.files_versioned:
             lines.append(
-                f"  {self.files_versioned} replaced and {self.files_removed} removed files kept "
-                "as earlier versions."
+                f"  {plural(self.files_versioned, 'local file')} that differed kept aside "
+                "(the folder is named below)."
+            )
+        elif self.files_versioned or self.files_removed:
+            lines.append(
+                f"  {plural(self.files_versioned, 'replaced file')} and "
+                f"{plural(self.files_removed, 'removed file')} kept on the share as earlier "
+                "versions ('backdown versions' lists them)."
             )
         if self.resumed_files:
-            lines.append(f"  {self.resumed_files} interrupted transfers resumed.")
+            lines.append(f"  {plural(self.resumed_files, 'interrupted transfer')} resumed.")
         lines += [f"  note: {n}" for n in self.notes]
         if verbose:
             lines += [f"  skipped {path}: {why}" for path, why in self.skipped]
@@ -131,6 +125,48 @@ class RunReport:
         else:
             lines.append("  0 failed.")
         return lines
+
+    def _dry_run_lines(self, verbose: bool) -> list[str]:
+        if self.operation == "download":
+            aside = (
+                f"would keep aside {plural(self.files_versioned, 'local file')} that differ"
+                if self.files_versioned
+                else "nothing local would be replaced"
+            )
+        else:
+            aside = (
+                f"would move {plural(self.files_removed, 'file')} deleted here into the "
+                "versions area on the share"
+                if self.files_removed
+                else "nothing would be removed from the share"
+            )
+        copied = "copy" if self.operation == "upload" else "restore"
+        lines = [
+            f"Dry run of {self.operation} for '{self.profile}' to {self.destination}: "
+            "nothing was changed.",
+            f"  would {copied} {self.files_new} new and "
+            f"{plural(self.files_changed, 'changed file')}, {self.files_unchanged} unchanged; "
+            f"{aside}",
+        ]
+        if verbose:
+            lines += [f"  {action:<20} {path}" for action, path in self.planned]
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.files_failed:
+            lines.append(f"  {len(self.files_failed)} would fail:")
+            lines += [f"    {f.path}: {f.error}" for f in self.files_failed]
+        return lines
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 file', '2 files', '1,200 files'."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _rate(n: int, seconds: float) -> str:
+    """', 12.0 MB/s', or nothing when the run was too short or too small to say."""
+    if seconds < 0.5 or n < 1_000_000:
+        return ""
+    return f", {_human(int(n / seconds))}/s"
 
 
 def human_size(n: int) -> str:

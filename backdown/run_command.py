@@ -8,6 +8,7 @@ caller, which decides between an exit code (cli) and a message and the menu agai
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,17 @@ from backdown.scheduled_runs import update_alerts
 from backdown.verify import VerifyOptions, verify
 
 OPERATIONS = ("upload", "download", "test", "verify")
+
+
+@dataclass
+class RunHooks:
+    """What an interface other than the command line brings to a run: the logon it settled
+    itself (a password typed into its own field), its own subscriber, and a flag that
+    stops the run from another thread (its Cancel button)."""
+
+    logon: tuple[Profile, str] | None = None
+    subscriber: Subscriber | None = None
+    cancel: threading.Event | None = None
 
 
 @dataclass
@@ -70,22 +82,42 @@ def run_operation(
     a lock-out left by a refused password; after an upload, an alert goes out if the
     profile's health changed (to `notify`, when given).
     """
+    report = execute(env, profile, operation, options, out, password_stdin, notify)
+    print_report(env, report, out)
+    return report.exit_status
+
+
+def execute(
+    env: Environment,
+    profile: Profile,
+    operation: str,
+    options: RunOptions,
+    out: Output,
+    password_stdin: bool = False,
+    notify: Targets | None = None,
+    hooks: RunHooks | None = None,
+) -> RunReport:
+    """run_operation without the printing of its report, for a caller that shows it its
+    own way (the menu offers a dry run's list of changes on request; the full-screen UI
+    draws its own progress and summary)."""
+    hooks = hooks or RunHooks()
     history = History.open(env.data_path)
     if history.problem:
         print(f"backdown: note: {history.problem}; this run is not recorded", file=env.stderr)
     kind = "dry-run" if options.dry_run else operation
     try:
         with recorded(history, profile.name, kind, MANUAL, time.time) as slot:
-            slot.report = _run_engine(env, profile, operation, options, out, password_stdin)
+            slot.report = _run_engine(env, profile, operation, options, out, password_stdin,
+                                      hooks)  # fmt: skip
         report = slot.report
+        assert report is not None
         if operation == "test" and history.clear_lockout(profile.name):
             print(
                 "scheduled backups of this profile were stopped after a refused password; "
                 "they start again now",
                 file=env.stderr,
             )
-        print_report(env, report, out)
-        return report.exit_status
+        return report
     finally:
         if operation == "upload" and notify is not None and not options.dry_run:
             update_alerts(profile, history, time.time(), notify, alerts.send)
@@ -99,14 +131,19 @@ def _run_engine(
     options: RunOptions,
     out: Output,
     password_stdin: bool,
+    hooks: RunHooks,
 ) -> RunReport:
-    profile, password = logon_for(profile, env, password_stdin)
-    subscriber = subscriber_for(env, out)
+    if hooks.logon is not None:
+        profile, password = hooks.logon
+    else:
+        profile, password = logon_for(profile, env, password_stdin)
+    subscriber = hooks.subscriber or subscriber_for(env, out)
+    using = engine.Collaborators(cancel=hooks.cancel)
     config_dir = env.config_path
     if operation == "upload":
-        return engine.backup(profile, password, options, subscriber, config_dir)
+        return engine.backup(profile, password, options, subscriber, config_dir, using)
     if operation == "download":
-        return engine.restore(profile, password, options, subscriber, config_dir)
+        return engine.restore(profile, password, options, subscriber, config_dir, using)
     if operation == "verify":
         checks = VerifyOptions(
             sample=options.sample,
@@ -114,8 +151,8 @@ def _run_engine(
             retries=options.retries,
             modify_window=options.modify_window,
         )
-        return verify(profile, password, checks, subscriber, config_dir)
-    return engine.check_connection(profile, password)
+        return verify(profile, password, checks, subscriber, config_dir, using)
+    return engine.check_connection(profile, password, using)
 
 
 def print_report(env: Environment, report: RunReport, out: Output) -> None:
@@ -124,9 +161,8 @@ def print_report(env: Environment, report: RunReport, out: Output) -> None:
         return
     if report.operation == "test":
         if not out.quiet:
-            for note in report.notes:
-                print(f"ok: {note}", file=env.stdout)
-            print(f"Profile '{report.profile}' is ready ({report.destination}).", file=env.stdout)
+            for line in test_lines(report):
+                print(line, file=env.stdout)
         return
     if out.quiet:  # failures only, on stderr
         for failure in report.files_failed:
@@ -135,6 +171,24 @@ def print_report(env: Environment, report: RunReport, out: Output) -> None:
     for line in report.summary_lines(verbose=out.verbose):
         print(line, file=env.stdout)
     env.stdout.flush()
+
+
+def test_lines(report: RunReport) -> list[str]:
+    """What a connection test checked, in words, and whether the profile is ready."""
+    present = bool(report.details.get("local_folder_present", True))
+    lines = [
+        f"NOT OK: {note}" if not present and note.startswith("local folder ") else f"ok: {note}"
+        for note in report.notes
+    ]
+    if present:
+        lines.append(f"Profile '{report.profile}' is ready ({report.destination}).")
+    else:
+        lines.append(
+            f"Profile '{report.profile}' reaches its share ({report.destination}), but its "
+            "local folder is missing: create it (or edit the profile) before backing up; a "
+            "restore creates it."
+        )
+    return lines
 
 
 def _extra(report: RunReport) -> dict[str, object]:

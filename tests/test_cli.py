@@ -253,7 +253,7 @@ def test_test_command(samba: SambaServer, config: Path, local: Path, remote_dir:
     add_profile(config, "p", local, samba.port, f"{remote_dir}/new", samba.user, samba.password)
     result = ok(run_cli(["test", "p"], config))
     assert "Profile 'p' is ready" in result.out
-    assert "does not exist yet" in result.out  # the first backup creates the folder
+    assert "does not exist on the share yet" in result.out  # the first backup creates the folder
     data = json_of(ok(run_cli(["test", "p", "--json"], config)))
     assert data.keys() >= REPORT_KEYS
     assert data["ok"] is True and data["operation"] == "test" and data["profile"] == "p"
@@ -428,7 +428,7 @@ def test_password_stdin_at_run_time_comes_first(
     error(run_cli(["test", "p", "--password-stdin"], config, stdin=""), 2, "standard input")
 
 
-def test_last_used_profile_is_remembered(
+def test_only_profile_use_changes_the_current_profile(
     samba: SambaServer, config: Path, local: Path, remote_dir: str
 ) -> None:
     add_profile(config, "first", local, samba.port, remote_dir, samba.user, samba.password)
@@ -440,14 +440,23 @@ def test_last_used_profile_is_remembered(
 
     assert current() == ["second"]
     ok(run_cli(["upload", "first"], config))
+    ok(run_cli(["test", "first"], config))
+    assert current() == ["second"], "a run leaves the menu's current profile alone"
+    ok(run_cli(["profile", "use", "FIRST"], config))  # names are matched ignoring case
     assert current() == ["first"]
     assert 'last_used = "first"' in (config / FILE_NAME).read_text()
     star = [line for line in run_cli(["profile", "list"], config).out.splitlines() if "*" in line]
     assert len(star) == 1 and "first" in star[0]
-    error(run_cli(["upload", "ghost"], config), 2)
+    error(run_cli(["profile", "use", "ghost"], config), 2)
     assert current() == ["first"], "a failed command does not change the current profile"
-    ok(run_cli(["test", "second"], config))
-    assert current() == ["second"]
+    # A run given no name is the current profile's.
+    tested = json.loads(ok(run_cli(["test", "--json"], config)).out)
+    assert tested["profile"] == "first"
+    assert_same_tree(local, samba.share_path("backup") / remote_dir)
+
+
+def test_a_run_without_a_name_needs_a_current_profile(config: Path) -> None:
+    error(run_cli(["upload"], config), 2, "no profile named and no current one")
 
 
 def test_runs_as_a_module(config: Path) -> None:
@@ -455,3 +464,13 @@ def test_runs_as_a_module(config: Path) -> None:
     out, err = proc.communicate(timeout=60)
     assert (proc.returncode, err) == (0, "")
     assert "no profiles yet" in out
+
+
+def test_a_typo_gets_a_did_you_mean_and_the_right_help(config: Path) -> None:
+    line = error(run_cli(["uplaod"], config), 2, "unknown command 'uplaod'")
+    assert "did you mean 'upload'?" in line and "'backdown --help'" in line
+    line = error(run_cli(["upload", "p", "--dryrun"], config), 2, "unknown option --dryrun")
+    assert "did you mean --dry-run?" in line and "'backdown upload --help'" in line
+    line = error(run_cli(["profile", "edit", "p", "--keep-version-days", "3"], config), 2)
+    assert "--keep-versions-days" in line and "'backdown profile edit --help'" in line
+    assert "3" not in line.replace("--help", ""), "values typed are never echoed"

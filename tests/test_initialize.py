@@ -173,7 +173,7 @@ def test_an_empty_password_means_none_saved(store: ProfileStore, local: Path) ->
         ("server", "", "127.0.0.1", "the server cannot be empty"),
         ("server", "nas:445", "127.0.0.1", "is not an IPv4 address, IPv6 address or host name"),
         ("server", "my nas", "127.0.0.1", "is not an IPv4 address, IPv6 address or host name"),
-        ("name", "my profile", "home", "a profile name must start with a letter or digit"),
+        ("name", "my/profile", "home", "a profile name must start with a letter or digit"),
         ("user", "a/b", "alice", "the user name contains characters SMB does not allow"),
         ("domain", "MY DOMAIN", "CORP", "the domain contains characters SMB does not allow"),
     ],

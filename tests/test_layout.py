@@ -10,11 +10,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "backdown"
 
 INTERFACE = {
     "__main__", "cli", "main", "initialize", "run_command", "schedule_commands",
-    "restore_commands",
+    "restore_commands", "tui",
 }  # fmt: skip
 ENGINE = {
     "engine", "upload", "download", "transfer", "walk", "manifest", "office_report",
-    "scheduled_runs", "snapshots", "point_in_time", "verify", "pruning",
+    "scheduled_runs", "snapshots", "point_in_time", "verify", "pruning", "overview",
 }  # fmt: skip
 PARTS = {
     "__init__", "errors", "environment", "paths", "plan", "share_names", "filters", "report",

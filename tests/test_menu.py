@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from helpers import crontab_text
+from helpers import crontab_text, run_cli, tree_bytes
 from samba import SambaServer
 
 from backdown import cli
@@ -30,9 +30,11 @@ from backdown.profile_store import ProfileStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20
-MENU_PROMPT = r"Choose 1-12 \(q to quit\): "
+MENU_PROMPT = r"Choose 1-14 \([^)\n]*\): "
 
-LIST, CREATE, SWITCH, EDIT, RENAME, DELETE, TEST, UPLOAD, DOWNLOAD = map(str, range(1, 10))
+# The menu's items, coworker's first (backdown/main.py).
+(BACKUP, DOWNLOAD, TEST, STATUS, SWITCH, CREATE, EDIT, PASSWORD, SCHEDULE, CONNECTION, UPLOAD,
+ RENAME, DELETE, LIST) = map(str, range(1, 15))  # fmt: skip
 
 
 class MenuSession:
@@ -79,8 +81,16 @@ class MenuSession:
         return before
 
     def choose(self, choice: str) -> str:
-        """Pick a menu entry; returns the menu screen shown before the prompt."""
+        """Pick a menu entry; returns what was shown before the prompt (after an action,
+        the action's result: the menu itself is shown again only on Enter)."""
         return self.answer(MENU_PROMPT, choice)
+
+    def choose_from_menu(self, choice: str) -> str:
+        """Enter (the menu again), then pick an entry; returns the menu screen."""
+        self.answer(MENU_PROMPT, "")
+        screen = self.expect(MENU_PROMPT)
+        self.child.sendline(choice)
+        return screen
 
     def finish(self) -> int:
         """Wait for the program to end; its exit status."""
@@ -151,19 +161,19 @@ def test_profiles_are_created_switched_saved_and_remembered(
 ) -> None:
     home, work = folder(tmp_path, "home"), tmp_path / "work-not-there-yet"
 
-    assert "No profile yet: choose 2 to create one." in menu.choose(LIST)
+    assert f"No profile yet: choose {CREATE} to create one." in menu.choose(LIST)
     menu.expect("no profile yet: create one first")
     menu.create_profile("home", home, samba, remote_dir)
-    screen = menu.choose(LIST)
+    screen = menu.choose_from_menu(LIST)
     assert "Current profile: home" in screen
     assert f"{home}  ->  //127.0.0.1/backup/{remote_dir} (port {samba.port})" in screen
 
     menu.create_profile("work", work, samba, remote_dir + "/work")
     assert work.is_dir(), "the missing local folder was created when accepted"
-    assert "Current profile: work" in menu.choose(SWITCH)
+    assert "Current profile: work" in menu.choose_from_menu(SWITCH)
     menu.answer(r"Switch to \(number or name\) \[work\]: ", "1")
     menu.expect("current profile: home")
-    assert "Current profile: home" in menu.choose(LIST)
+    assert "Current profile: home" in menu.choose_from_menu(LIST)
     listing = menu.expect(MENU_PROMPT)
     assert re.search(r"^\* home ", listing, re.MULTILINE), listing
     assert re.search(r"^  work ", listing, re.MULTILINE), listing
@@ -193,23 +203,22 @@ def test_rename_and_delete_with_confirmation(
     menu.create_profile("home", folder(tmp_path, "home"), samba, remote_dir)
     credentials = config_dir / "credentials"
 
-    assert "5) Rename 'home'" in menu.choose(RENAME)
-    menu.answer(r"New name for 'home' \[home\]: ", "my office")
+    assert f"{RENAME}) Rename 'home'" in menu.choose_from_menu(RENAME)
+    menu.answer(r"New name for 'home' \[home\]: ", "my/office")
     menu.expect("a profile name must start with a letter or digit")
     menu.answer(r"New name for 'home' \[home\]: ", "office")
     menu.expect("profile 'home' renamed to 'office'")
-    assert "Current profile: office" in menu.choose(DELETE)
+    assert "Current profile: office" in menu.choose_from_menu(DELETE)
     saved = (config_dir / "profiles.toml").read_text()
     assert 'name = "office"' in saved and 'name = "home"' not in saved
     assert sorted(os.listdir(credentials)) == ["office"], "the saved password moved along"
 
     menu.answer(r"Delete profile 'office' and its saved password\? \[y/N\] ", "")
     menu.expect("not deleted")
-    assert "Current profile: office" in menu.choose(DELETE)
+    assert "Current profile: office" in menu.choose_from_menu(DELETE)
     menu.answer(r"Delete profile 'office' and its saved password\? \[y/N\] ", "y")
     menu.expect(r"profile 'office' deleted \(its backups on the share are kept\)")
-    assert "No profile yet" in menu.expect(MENU_PROMPT)
-    menu.child.sendline("q")
+    assert "No profile yet" in menu.choose_from_menu("q")
     assert menu.finish() == 0
 
     assert "[[profile]]" not in (config_dir / "profiles.toml").read_text()
@@ -218,9 +227,9 @@ def test_rename_and_delete_with_confirmation(
 
 
 def test_a_bad_menu_choice_is_asked_again(menu: MenuSession) -> None:
-    for bad in ("0", "13", "x"):
+    for bad in ("0", "15", "x"):
         menu.choose(bad)
-        menu.expect(f"'{bad}' is not on the menu: type a number from 1 to 12")
+        menu.expect(f"'{bad}' is not on the menu: type a number from 1 to 14")
     menu.choose(LIST)
     menu.expect("no profile yet: create one first")
     assert menu.quit() == 0
@@ -236,13 +245,23 @@ def test_actions_without_a_profile_say_so(menu: MenuSession) -> None:
 # ------------------------------------------------------------------ Ctrl-C, Ctrl-D
 
 
-@pytest.mark.parametrize("where", ["menu", "question", "password"])
-def test_ctrl_c_leaves_with_status_130(menu: MenuSession, config_dir: Path, where: str) -> None:
-    if where != "menu":
-        menu.choose(CREATE)
-        menu.answer(r"Profile name \[profile_1\]: ", "")
-        menu.answer(r"Local folder: ", str(config_dir.parent))
-        menu.answer(r"Server \(IP address or host name\): ", "127.0.0.1")
+def test_ctrl_c_at_the_menu_leaves_with_status_130(menu: MenuSession, config_dir: Path) -> None:
+    menu.expect(MENU_PROMPT)
+    menu.child.sendintr()
+    assert menu.finish() == 130
+    assert "interrupted" in menu.output
+    assert_clean(menu.output)
+
+
+@pytest.mark.parametrize("where", ["question", "password"])
+def test_ctrl_c_at_a_question_cancels_only_that_action(
+    menu: MenuSession, config_dir: Path, where: str
+) -> None:
+    menu.expect("Ctrl-C or Ctrl-D cancels a question or a running backup.")
+    menu.choose(CREATE)
+    menu.answer(r"Profile name \[profile_1\]: ", "")
+    menu.answer(r"Local folder: ", str(config_dir.parent))
+    menu.answer(r"Server \(IP address or host name\): ", "127.0.0.1")
     if where == "password":
         menu.answer(r"Port \[445\]: ", "")
         menu.answer(r"Share name: ", "backup")
@@ -251,11 +270,10 @@ def test_ctrl_c_leaves_with_status_130(menu: MenuSession, config_dir: Path, wher
         menu.answer(r"Domain [^\n]*: ", "")
         menu.expect(r"Password for alice [^\n]*: ")
     else:
-        menu.expect(MENU_PROMPT if where == "menu" else r"Port \[445\]: ")
+        menu.expect(r"Port \[445\]: ")
     menu.child.sendintr()
-
-    assert menu.finish() == 130
-    assert "interrupted" in menu.output
+    menu.expect("cancelled; back to the menu")
+    assert menu.quit() == 0
     assert_clean(menu.output)
     assert not (config_dir / "profiles.toml").exists()
 
@@ -278,7 +296,7 @@ def test_ctrl_d_inside_an_action_cancels_only_that_action(
     menu.expect(r"Port \[445\]: ")
     menu.child.sendeof()
     menu.expect("cancelled")
-    assert "No profile yet" in menu.choose(LIST)
+    assert "No profile yet" in menu.choose_from_menu(LIST)
     menu.expect("no profile yet: create one first")
     assert menu.quit() == 0
     assert not (config_dir / "profiles.toml").exists()
@@ -293,12 +311,9 @@ def test_a_wrong_password_leaves_the_menu_running(
     menu.create_profile("home", folder(tmp_path, "home"), samba, remote_dir, password="wrong")
     menu.choose(TEST)
     menu.expect(r"error: [^\n]*wrong user name or password")
-    menu.choose(EDIT)
-    for _ in range(6):  # local, server, port, share, folder, user: all kept
-        menu.answer(r"\[[^\n]*\]: ", "")
-    menu.answer(r"Domain \(Enter = none\): ", "")
-    menu.answer(r"Password for [^\n]*keep the saved one\): ", samba.password)
-    menu.expect("profile 'home' saved")
+    menu.choose(PASSWORD)
+    menu.answer(r"New password for [^\n]*\(hidden; Enter = keep\): ", samba.password)
+    menu.expect("password saved")
     menu.choose(TEST)
     menu.expect(r"Profile 'home' is ready")
     assert menu.quit() == 0
@@ -337,6 +352,7 @@ def test_upload_then_download_through_the_menu(
     menu.answer(r"Mirror [^\n]*\[y/N\] ", "")
     menu.answer(r"Parallel transfers \[4\]: ", "")
     menu.expect(r"Dry run of upload for 'home'")
+    menu.answer(r"List the \d+ planned changes\? \[y/N\] ", "")
     menu.answer(r"Upload now\? \[y/N\] ", "y")
     menu.expect(r"Backed up 'home': 5 files")
     menu.expect(r"0 failed")
@@ -361,7 +377,7 @@ def test_upload_then_download_through_the_menu(
     assert_same_tree(local, restored)
 
 
-def test_ctrl_c_during_an_upload_leaves_with_status_130(
+def test_ctrl_c_during_a_backup_goes_back_to_the_menu_and_the_next_one_resumes(
     menu: MenuSession, samba: SambaServer, remote_dir: str, tmp_path: Path
 ) -> None:
     local = folder(tmp_path, "local")
@@ -378,11 +394,14 @@ def test_ctrl_c_during_an_upload_leaves_with_status_130(
         assert time.monotonic() < deadline, f"the upload did not start:\n{menu.output}"
         time.sleep(0.02)
     menu.child.sendintr()
-
-    assert menu.finish() == 130
-    assert "interrupted" in menu.output
+    menu.expect("cancelled; back to the menu [^\n]*resumes where it stopped")
     assert "Backed up" not in menu.output
+    menu.choose(BACKUP)  # one key, the profile's settings, no questions
+    menu.expect(r"Backed up 'home': [0-9,]+ files sent")
+    menu.expect(r"0 failed")
+    assert menu.quit() == 0
     assert_clean(menu.output)
+    assert tree_bytes(on_share) == tree_bytes(local)
 
 
 # ------------------------------------------------------- piped input, in-process
@@ -438,13 +457,15 @@ def test_a_dry_run_first_shows_the_plan_and_may_stop_there(
     )
     store.save()
 
-    answers = [UPLOAD, "y", "", "", "n", "q"]
+    answers = [UPLOAD, "y", "", "", "y", "n", "q"]
     status, output = run_piped(config_dir, answers, {"BACKDOWN_PASSWORD": samba.password})
 
     assert status == 0, output
     assert "[Y/n]" in output.split("Mirror", 1)[1].splitlines()[0], "a mirror profile says yes"
     assert "Dry run of upload for 'home'" in output
-    assert re.search(r"new +a\.txt", output), output
+    summary, listed = output.split("List the 1 planned change? [y/N]", 1)
+    assert "a.txt" not in summary, "the paths come on request, after the summary"
+    assert re.search(r"new +a\.txt", listed), output
     assert "nothing was changed" in output
     assert list((samba.share_path("backup") / remote_dir).iterdir()) == []
 
@@ -477,7 +498,7 @@ def test_schedule_and_status_from_the_menu(
     menu: MenuSession, tmp_path: Path, samba: SambaServer, remote_dir: str, crontab: None
 ) -> None:
     menu.create_profile("office", tmp_path / "docs", samba, remote_dir)
-    menu.choose("10")
+    menu.choose(SCHEDULE)
     menu.expect("'office' has no schedule")
     menu.answer(r"Back up every[^\n]*\[24h\]: ", "4h")
     menu.answer(r"Only between[^\n]*\[-\]: ", "08:00-19:00")
@@ -485,9 +506,9 @@ def test_schedule_and_status_from_the_menu(
     menu.expect(r"'office' is backed up every 4h, 08:00-19:00, mon-fri when due")
     menu.expect(r"scheduled job: enabled \(cron")
     assert "# backdown:run-due-" in crontab_text()
-    menu.choose("11")
+    menu.choose(STATUS)
     menu.expect(r"office: never; every 4h, 08:00-19:00, mon-fri; last success never")
-    menu.choose("10")
+    menu.choose(SCHEDULE)
     menu.answer(r"Back up every[^\n]*\[4h\]: ", "off")
     menu.expect("no profile has a schedule now: the scheduled job was removed")
     assert menu.quit() == 0
@@ -529,7 +550,7 @@ def test_restore_chosen_folders_as_of_a_date_from_the_menu(
     menu.answer(r"Restore into which folder [^\n]*: ", str(local))
     menu.expect(r"kept in [^\n]*\.backdown-replaced")
     menu.answer(r"Dry run first [^\n]*\[y/N\] ", "")
-    menu.expect(r"Restored 'home': 1 files")
+    menu.expect(r"Restored 'home': 1 file received")
     menu.expect(r"Local files that differed were kept in ")
     assert menu.quit() == 0
     assert (local / "letters" / "a.txt").read_text() == "first"
@@ -541,12 +562,12 @@ def test_connection_settings_from_the_menu(
     menu: MenuSession, tmp_path: Path, samba: SambaServer, remote_dir: str, config_dir: Path
 ) -> None:
     menu.create_profile("office", tmp_path / "docs", samba, remote_dir)
-    menu.choose("12")
+    menu.choose(CONNECTION)
     menu.answer(r"Protocol [^\n]*\[auto\]: ", "smb2")
     menu.answer(r"Require encryption \(SMB 3\)\? \[y/N\] ", "")
     menu.answer(r"Log on with [^\n]*\[auto\]: ", "kerberos")
     menu.expect("a Kerberos logon needs the SMB 3 transport")  # refused, nothing saved
-    menu.choose("12")
+    menu.choose(CONNECTION)
     menu.answer(r"Protocol [^\n]*\[auto\]: ", "smb3")
     menu.answer(r"Require encryption \(SMB 3\)\? \[y/N\] ", "y")
     menu.answer(r"Log on with [^\n]*\[auto\]: ", "password")
@@ -556,3 +577,47 @@ def test_connection_settings_from_the_menu(
     assert menu.quit() == 0
     saved = ProfileStore.load(config_dir).get("office")
     assert (saved.protocol, saved.encrypt, saved.auth) == ("smb3", True, "password")
+
+
+def test_the_menu_sees_edits_made_meanwhile_and_switches_ignoring_case(
+    menu: MenuSession, tmp_path: Path, samba: SambaServer, remote_dir: str, config_dir: Path
+) -> None:
+    menu.create_profile("Alice Laptop", folder(tmp_path, "docs"), samba, remote_dir)
+    menu.create_profile("office", folder(tmp_path, "office"), samba, remote_dir)
+    # Another terminal changes the first profile while the menu is open.
+    edited = run_cli(["profile", "edit", "Alice Laptop", "--keep-versions-days", "7"], config_dir)
+    assert edited.code == 0, edited
+    menu.choose(SWITCH)
+    menu.answer(r"Switch to \(number or name\) \[office\]: ", "alice laptop")
+    menu.expect("current profile: Alice Laptop")
+    menu.choose(CONNECTION)  # a save of the menu's own: no "changed by someone else"
+    menu.answer(r"Protocol [^\n]*\[auto\]: ", "")
+    menu.answer(r"Require encryption \(SMB 3\)\? \[y/N\] ", "")
+    menu.answer(r"Log on with [^\n]*\[auto\]: ", "")
+    menu.expect("profile 'Alice Laptop' saved")
+    assert menu.quit() == 0
+    saved = ProfileStore.load(config_dir).get("Alice Laptop")
+    assert saved.keep_versions_days == 7, "the other terminal's edit was kept"
+    assert "changed by someone else" not in menu.output
+
+
+def test_a_result_stays_on_screen_and_the_test_says_what_it_checked(
+    menu: MenuSession, tmp_path: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    local = folder(tmp_path, "docs")
+    menu.create_profile("home", local, samba, remote_dir)
+    menu.choose(TEST)
+    checked = menu.expect(r"Profile 'home' is ready")
+    for words in ("answered; logged on as", "share 'backup' opened", "is writable",
+                  f"local folder {local} is present"):  # fmt: skip
+        assert words in checked, checked
+    after = menu.expect(MENU_PROMPT)
+    assert "Back up now" not in after, "the menu is not printed over the result"
+    assert "Enter = the menu" in menu.child.after
+    menu.child.sendline("")  # Enter: the menu again
+    assert "Back up now" in menu.expect(MENU_PROMPT)
+    local.rmdir()
+    menu.child.sendline(TEST)
+    menu.expect(rf"NOT OK: local folder {re.escape(str(local))} is missing")
+    menu.expect("its local folder is missing: create it")
+    assert menu.quit() == 0

@@ -71,7 +71,7 @@ def test_no_progress_bar_when_output_is_not_a_terminal(
         result = run_cli(["upload", "p"], config, environ={"BACKDOWN_PASSWORD": samba.password})
     assert result.code == 0, result
     assert "Backing up" not in result.out and "\x1b[" not in result.out
-    assert result.out.startswith("Backed up 'p': 1 files")
+    assert result.out.startswith("Backed up 'p': 1 file sent")
 
 
 def test_subscribers_hear_every_file_and_byte(

@@ -1,0 +1,241 @@
+"""The full-screen UI (backdown/tui), driven by Textual's Pilot against the real Samba
+server the suite starts: the home screen, a backup with its progress and summary, cancel
+and resume, a wrong password, a server that is down, a password asked in a masked field;
+and snapshots of the home screen at 80×24 and 120×40."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import SlowRelay, add_profile, make_tree, run_cli, tree_bytes
+from samba import SambaServer
+
+from backdown.environment import Environment
+from backdown.tui import unavailable
+from backdown.tui.app import BackDownApp
+from backdown.tui.home import HomeScreen
+from backdown.tui.password import PasswordScreen
+from backdown.tui.run_screen import RunScreen
+
+pytest.importorskip("textual")
+
+
+def app_for(config: Path, environ: dict[str, str] | None = None) -> BackDownApp:
+    env = Environment(
+        stdin=io.StringIO(),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+        environ={"BACKDOWN_DATA_DIR": os.environ["BACKDOWN_DATA_DIR"], **(environ or {})},
+        config_dir=config,
+    )
+    return BackDownApp(env)
+
+
+async def until(pilot: Any, done: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, "the screen did not get there in time"
+        await pilot.pause(0.1)
+
+
+def summary_of(app: BackDownApp) -> str:
+    screen = app.screen
+    assert isinstance(screen, RunScreen)
+    return str(screen.query_one("#summary").render())
+
+
+def home_rows(app: BackDownApp) -> list[tuple[str, ...]]:
+    screen = app.screen
+    assert isinstance(screen, HomeScreen)
+    table = screen.query_one("DataTable")
+    return [tuple(str(cell) for cell in table.get_row_at(i)) for i in range(table.row_count)]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return tmp_path / "config"
+
+
+def profile_on(
+    tmp: Path, config: Path, samba: SambaServer, remote_dir: str, name: str = "home", **kw: Any
+) -> Path:
+    local = tmp / name
+    local.mkdir()
+    make_tree(local)
+    add_profile(config, name, local, samba.port, remote_dir, samba.user,
+                kw.get("password", samba.password))  # fmt: skip
+    return local
+
+
+def test_the_full_screen_ui_runs_only_on_a_real_terminal() -> None:
+    piped = Environment(stdin=io.StringIO(), stdout=io.StringIO(), environ={})
+    assert unavailable(piped) == "not a terminal"
+
+
+async def test_home_lists_every_profile_and_marks_the_current(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    profile_on(tmp_path, config, samba, remote_dir, "alpha")
+    profile_on(tmp_path, config, samba, remote_dir, "beta")
+    async with app_for(config).run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        rows = home_rows(pilot.app)
+        assert [r[0] for r in rows] == ["  alpha", "* beta"]
+        assert all(r[1:4] == ("never", "never", "when you ask") for r in rows), rows
+        await pilot.press("up", "u")  # alpha becomes the current profile
+        await pilot.pause()
+        assert [r[0] for r in home_rows(pilot.app)] == ["* alpha", "  beta"]
+    assert 'last_used = "alpha"' in (config / "profiles.toml").read_text()
+
+
+async def test_back_up_now_shows_progress_and_a_summary_then_home_says_ok(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    local = profile_on(tmp_path, config, samba, remote_dir)
+    async with app_for(config).run_test(size=(100, 30)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
+        summary = summary_of(pilot.app)
+        assert "Backed up 'home'" in summary and "0 failed." in summary, summary
+        screen = pilot.app.screen
+        assert isinstance(screen, RunScreen) and screen.tally.files_done > 0
+        await pilot.press("escape")
+        await pilot.pause()
+        (row,) = home_rows(pilot.app)
+        assert row[1] == "ok" and row[2] == "0 minutes ago", row
+    assert tree_bytes(samba.share_path("backup") / remote_dir) == tree_bytes(local)
+    history = run_cli(["history", "home", "--json"], config)
+    assert '"outcome": "ok"' in history.out, history
+
+
+async def test_cancel_stops_cleanly_and_the_next_backup_resumes(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    local = tmp_path / "home"
+    local.mkdir()
+    for number in range(60):
+        (local / f"many-{number}.bin").write_bytes(os.urandom(100_000))
+    on_share = samba.share_path("backup") / remote_dir
+    # A relay at 512 KB/s per connection makes the run last seconds: long enough to cancel.
+    with SlowRelay(samba.port, rate=512 << 10) as relay:
+        add_profile(config, "home", local, relay.port, remote_dir, samba.user, samba.password)
+        async with app_for(config).run_test(size=(100, 30)) as pilot:
+            await pilot.press("b")
+            run = pilot.app.screen
+            assert isinstance(run, RunScreen)
+            await until(pilot, lambda: run.tally.files_done >= 3)
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: run.done)
+            assert pilot.app.screen is run
+            summary = summary_of(pilot.app)
+            assert "cancelled" in summary and "resume" in summary, summary
+            assert len(list(on_share.glob("many-*.bin"))) < 60
+            await pilot.press("escape")
+            await pilot.pause()
+            (row,) = home_rows(pilot.app)
+            assert row[1] == "never", row  # an interrupted backup is no good backup
+            await pilot.press("b")
+            await until(pilot, lambda: getattr(pilot.app.screen, "done", False), 120)
+            assert "0 failed." in summary_of(pilot.app), summary_of(pilot.app)
+    assert tree_bytes(on_share) == tree_bytes(local)
+
+
+async def test_a_wrong_password_is_one_line_on_the_run_screen(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    profile_on(tmp_path, config, samba, remote_dir, password="wrong")
+    async with app_for(config).run_test(size=(100, 30)) as pilot:
+        await pilot.press("t")
+        await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
+        summary = summary_of(pilot.app)
+        assert summary.startswith("error: ") and "wrong user name or password" in summary
+        assert "Traceback" not in summary
+
+
+async def test_a_server_that_is_down_is_named(tmp_path: Path, config: Path) -> None:
+    local = tmp_path / "home"
+    local.mkdir()
+    run_cli(["profile", "add", "home", "--local", str(local), "--server", "127.0.0.1",
+             "--port", "1", "--share", "backup"], config)  # fmt: skip
+    async with app_for(config).run_test(size=(100, 30)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
+        assert "connection refused" in summary_of(pilot.app)
+
+
+async def test_a_missing_password_is_asked_in_a_masked_field_and_not_kept(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    local = tmp_path / "home"
+    local.mkdir()
+    make_tree(local)
+    args = ["profile", "add", "home", "--local", str(local), "--server", "127.0.0.1",
+            "--port", str(samba.port), "--share", "backup", "--remote-folder", remote_dir,
+            "--user", samba.user, "--auth", "password"]  # fmt: skip
+    assert run_cli(args, config).code == 0
+    async with app_for(config).run_test(size=(100, 30)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(pilot.app.screen, PasswordScreen))
+        field = pilot.app.screen.query_one("Input")
+        assert field.password, "the password is masked"
+        await pilot.press(*samba.password, "enter")
+        await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
+        assert "0 failed." in summary_of(pilot.app), summary_of(pilot.app)
+    assert tree_bytes(samba.share_path("backup") / remote_dir) == tree_bytes(local)
+    assert not (config / "credentials").exists(), "a typed password is for this run only"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_home_looks_the_same(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    config = tmp_path / "config"
+    for name, folder in (("office", "/home/alice/Documents"), ("photos", "/home/alice/Photos")):
+        args = [
+            "profile",
+            "add",
+            name,
+            "--local",
+            folder,
+            "--server",
+            "nas.example.lan",
+            "--share",
+            "backup",
+            "--remote-folder",
+            f"alice/{name}",
+            "--user",
+            "alice",
+        ]
+        assert run_cli(args, config).code == 0
+    assert snap_compare(app_for(config), terminal_size=size)
+
+
+def test_backdown_opens_the_full_screen_ui_on_a_terminal_and_the_menu_when_asked(
+    config: Path,
+) -> None:
+    import pexpect
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKDOWN_")}
+    env.update(TERM="xterm-256color", PYTHONPATH=str(Path(__file__).parent.parent))
+    env["BACKDOWN_DATA_DIR"] = os.environ["BACKDOWN_DATA_DIR"]
+    args = ["-m", "backdown", "--config-dir", str(config)]
+    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", timeout=30,
+                          dimensions=(24, 80))  # fmt: skip
+    child.expect("No profile yet")  # the home screen, full-screen
+    child.send("q")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    for plain in (["--plain"], ["menu"]):
+        child = pexpect.spawn(sys.executable, args + plain, env=env, encoding="utf-8",
+                              timeout=30, dimensions=(24, 80))  # fmt: skip
+        child.expect(r"Choose 1-14 \(q to quit\): ")
+        child.sendline("q")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
