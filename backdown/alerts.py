@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, unquote_plus
 
+from backdown.errors import quoted
+
 if TYPE_CHECKING:
     import apprise
 
@@ -464,7 +466,7 @@ def _ping(url: str, event: str, body: str, timeout: float) -> str | None:
     """One ping request; None if answered 2xx, else what went wrong."""
     suffix = PING_SUFFIXES.get(event)
     if suffix is None:
-        return f"unknown event {event!r} (start, success or fail)"
+        return f"unknown event {quoted(event)} (start, success or fail)"
     if not url.strip().lower().startswith(("http://", "https://")):
         return "not sent; the ping URL must start with http:// or https://"
     # Cut at a character boundary, so the body stays valid UTF-8.

@@ -540,6 +540,7 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     argv = list(sys.argv[1:] if argv is None else argv)
     env = env or Environment()
     show_traceback = "--traceback" in argv
+    args: argparse.Namespace | None = None
     try:
         with contextlib.redirect_stdout(env.stdout):  # --help and --version print there
             args = _parse(build_parser(), argv)
@@ -551,7 +552,7 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
         with _terminate_as_interrupt():
             return int(_dispatch(args, env))
     except BackdownError as exc:
-        _report_error(env, exc, argv)
+        _report_error(env, exc, argv, args)
         return int(exc.exit_status)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=env.stderr)
@@ -587,17 +588,25 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _report_error(env: Environment, exc: BackdownError, argv: list[str]) -> None:
+def _report_error(
+    env: Environment, exc: BackdownError, argv: list[str], args: argparse.Namespace | None
+) -> None:
     message = str(exc)
     if exc.exit_status == ExitStatus.INTERRUPTED:
         print(f"{PROG}: interrupted; run the same command again to resume", file=env.stderr)
     else:
         print(f"{PROG}: error: {message}", file=env.stderr)
     if "--json" in argv:
-        print(
-            json.dumps({"ok": False, "error": message, "exit_code": int(exc.exit_status)}),
-            file=env.stdout,
-        )
+        command = str(getattr(args, "command", None) or "") or None
+        failed = {
+            # The same keys a finished run's object has, so a script reads both alike.
+            "profile": getattr(args, "name", None) or getattr(args, "old", None),
+            "operation": {"backup": "upload", "restore": "download"}.get(command or "", command),
+            "ok": False,
+            "error": message,
+            "exit_code": int(exc.exit_status),
+        }
+        print(json.dumps(failed), file=env.stdout)
 
 
 def _setup_logging(verbose: bool) -> None:

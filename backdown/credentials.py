@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backdown.environment import PASSWORD_VAR, Environment
-from backdown.errors import CredentialsError, UsageError
+from backdown.errors import CredentialsError, UsageError, quoted
 from backdown.profile import (
     Profile,
     split_domain_user,
@@ -124,8 +124,8 @@ def resolve_password(
             f"give --password-stdin or set {PASSWORD_VAR}"
         )
     raise CredentialsError(
-        f"no password for profile {profile.name!r}: give --password-stdin, set {PASSWORD_VAR}, "
-        f"or save one with 'backdown profile edit {profile.name} --password-stdin'"
+        f"no password for profile {quoted(profile.name)}: give --password-stdin, set "
+        f"{PASSWORD_VAR}, or save one with 'backdown profile edit {profile.name} --password-stdin'"
     )
 
 
@@ -405,8 +405,8 @@ def _move_keyring_entry(
         else:
             why = "the password contains a line break or starts with a space"
         raise CredentialsError(
-            f"the system keyring lost the saved password while renaming profile {old!r} "
-            f"to {new!r}, and it could not be saved in {own} either ({why}); enter it again "
+            f"the system keyring lost the saved password while renaming profile {quoted(old)} "
+            f"to {quoted(new)}, and it could not be saved in {own} either ({why}); enter it again "
             f"with 'backdown profile edit {new} --password-stdin'"
         ) from None
     profile.credentials_file = str(own)

@@ -26,6 +26,7 @@ from backdown.errors import (
     RefusedError,
     ShareError,
     UsageError,
+    quoted,
 )
 from backdown.filters import PathFilter, build_filter
 from backdown.manifest import (
@@ -457,6 +458,11 @@ def backup(
         _fill_counts(report, plan, dst)
         doomed = plan.extra_files_with_dirs(dst) if mirror else []
         if mirror:
+            # Each file once: a mirror moves the extras away rather than leaving them.
+            moved = set(doomed)
+            report.planned = [
+                (a, p) for a, p in report.planned if not (a == Action.EXTRA.value and p in moved)
+            ]
             report.planned += [("move-to-versions", p) for p in doomed]
         report.files_removed = len(doomed) if options.dry_run else 0
         report.skipped = list(src.skipped)
@@ -898,7 +904,7 @@ def _as_of(
         index = _versions_index(session, root, PathFilter([]))
         return point_in_time.resolve(snapshot, current, index, options.modify_window)
     raise ShareError(
-        f"no readable snapshot at or before {options.as_of!r} on the share; 'backdown "
+        f"no readable snapshot at or before {quoted(options.as_of)} on the share; 'backdown "
         f"snapshots {run.profile.name}' lists them"
     )
 

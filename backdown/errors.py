@@ -126,3 +126,13 @@ class Cancelled(BackdownError):
 
     def __init__(self, message: str = "interrupted") -> None:
         super().__init__(message)
+
+
+def quoted(value: object) -> str:
+    """A value the user gave, in quotes as typed, for a message: repr() would double every
+    backslash of a Windows path (\\\\nas\\share); control characters are still shown."""
+    text = str(value)
+    shown = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+    return f"'{shown}'"

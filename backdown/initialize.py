@@ -11,12 +11,14 @@ from __future__ import annotations
 import copy
 import getpass
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import IO, TypeVar
 
 from backdown.environment import Environment
-from backdown.errors import UsageError
+from backdown.errors import UsageError, quoted
 from backdown.profile import (
     DEFAULT_PORT,
     Profile,
@@ -69,11 +71,14 @@ class Prompter:
 
         # getpass reads the terminal itself; with piped input there is nothing to hide.
         read_secret = getpass.getpass if console and env.stdin_isatty else read
+        # On a terminal, long lines are wrapped between words to its width (the terminal
+        # itself would cut them mid-word); piped output is left as it is.
+        width = shutil.get_terminal_size().columns if env.stdout_isatty else 0
         return cls(
             read=read,
             read_secret=read_secret,
-            write=lambda text: print(text, file=env.stdout, flush=True),
-            write_error=lambda text: print(text, file=env.stderr, flush=True),
+            write=lambda text: print(wrap(text, width), file=env.stdout, flush=True),
+            write_error=lambda text: print(wrap(text, width), file=env.stderr, flush=True),
         )
 
     def say(self, text: str = "") -> None:
@@ -113,6 +118,28 @@ class Prompter:
             if answer in ("n", "no"):
                 return False
             self.say("please answer y or n")
+
+
+def wrap(text: str, width: int) -> str:
+    """Each line of text wrapped between words to width (0: as it is); a wrapped line's
+    continuation keeps its indentation, and a long path or word is never cut."""
+    if width < 20:
+        return text
+    out = []
+    for line in text.split("\n"):
+        indent = line[: len(line) - len(line.lstrip(" "))]
+        out.append(
+            textwrap.fill(
+                line,
+                width - 1,
+                subsequent_indent=indent + "  ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )  # fmt: skip
+            if len(line) >= width
+            else line
+        )
+    return "\n".join(out)
 
 
 def _read_line(stdin: IO[str], stdout: IO[str], prompt: str) -> str:
@@ -183,7 +210,9 @@ def new_name_check(store: ProfileStore, renaming: str | None = None) -> Callable
         for other in store.names():
             # Compared ignoring case, as ProfileStore does: the keyring key is the name.
             if other != renaming and other.casefold() == name.casefold():
-                raise UsageError(f"a profile named {other!r} already exists; choose another name")
+                raise UsageError(
+                    f"a profile named {quoted(other)} already exists; choose another name"
+                )
         return name
 
     return check

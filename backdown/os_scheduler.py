@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from backdown.errors import SchedulerError, SchedulerMissing
+from backdown.errors import SchedulerError, SchedulerMissing, quoted
 
 DEFAULT_JOB_ID = "run-due"
 RUN_TIMEOUT = 30.0  # seconds any one scheduler command may take
@@ -100,7 +100,7 @@ class JobSpec:
             # No scheduler's file format can carry a line break inside a command.
             if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
                 raise SchedulerError(
-                    f"the path {value!r} holds a line break or control character, which the "
+                    f"the path {quoted(value)} holds a line break or control character, which the "
                     "scheduler cannot carry: use a folder whose name has none"
                 )
 

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as clock
 from typing import TypeVar
 
-from backdown.errors import UsageError
+from backdown.errors import UsageError, quoted
 from backdown.manifest import VERSIONS, parse_stamp
 from backdown.paths import META_DIR
 from backdown.plan import FileInfo, Tree
@@ -202,7 +202,7 @@ def pick_snapshot(
     if not usable:
         first = time.strftime("%Y-%m-%d %H:%M", time.localtime(refs[0].time)) if refs else None
         raise UsageError(
-            f"no backup as old as {as_of!r}: "
+            f"no backup as old as {quoted(as_of)}: "
             + (f"the first snapshot is from {first}" if first else "no snapshot yet")
         )
     return sorted(usable, key=lambda r: r.time, reverse=True)
@@ -230,7 +230,7 @@ def parse_moment(text: str, now: float, tz: tzinfo | None) -> float:
         except (ValueError, OverflowError, OSError):
             continue  # not this form, or a year no clock can hold
     raise UsageError(
-        f"--as-of {text!r} is not a time: give '2026-11-28 17:00', a date, 'yesterday', "
+        f"--as-of {quoted(text)} is not a time: give '2026-11-28 17:00', a date, 'yesterday', "
         "an age like 3d or 12h, or a snapshot id from 'backdown snapshots NAME'"
     )
 

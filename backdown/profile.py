@@ -13,7 +13,7 @@ import socket
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from backdown.errors import UsageError
+from backdown.errors import UsageError, quoted
 from backdown.schedule import Schedule
 from backdown.share_names import encode
 
@@ -101,10 +101,10 @@ class Profile:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UsageError(f"unknown setting {unknown[0]!r}")
+            raise UsageError(f"unknown setting {quoted(unknown[0])}")
         for required in ("name", "local", "server", "share"):
             if required not in data:
-                raise UsageError(f"missing setting {required!r}")
+                raise UsageError(f"missing setting {quoted(required)}")
         return validate_profile(cls(**data))
 
 
@@ -170,19 +170,45 @@ def validate_server(value: object) -> str:
     except ValueError:
         pass
     host = text.rstrip(".")
+    unc = parse_unc(text)
+    if unc is not None:
+        server, share, folder = unc
+        where = f" --share {share}" + (f" --remote-folder {folder}" if folder else "")
+        raise UsageError(f"{quoted(text)} is a path, not a server: give --server {server}{where}")
     if len(host) > 253 or not all(_HOST_LABEL_RE.match(label) for label in host.split(".")):
         raise UsageError(
-            f"{text!r} is not an IPv4 address, IPv6 address or host name (no spaces, slashes "
+            f"{quoted(text)} is not an IPv4 address, IPv6 address or host name (no spaces, slashes "
             "or ports here: the port has its own setting)"
         )
     return host
+
+
+def parse_unc(text: str) -> tuple[str, str, str] | None:
+    """Server, share and folder from a path as Windows Explorer or a Mac shows it
+    (\\\\server\\share\\folder, //server/share/folder, smb://server/share/folder), or None
+    when the text is not one. The folder uses '/'; it may be empty."""
+    value = text.strip()
+    lowered = value.lower()
+    if lowered.startswith("smb://"):
+        value = value[len("smb://") :]
+    elif value.startswith(("\\\\", "//")):
+        value = value[2:]
+    else:
+        return None
+    parts = [p for p in value.replace("\\", "/").split("/") if p]
+    if len(parts) < 2:
+        return None
+    server = parts[0].split("@")[-1]  # smb://user@server/share
+    return server, parts[1], "/".join(parts[2:])
 
 
 def validate_port(value: object) -> int:
     try:
         port = int(str(value).strip())
     except ValueError:
-        raise UsageError(f"the port must be a number from 1 to 65535, not {value!r}") from None
+        raise UsageError(
+            f"the port must be a number from 1 to 65535, not {quoted(value)}"
+        ) from None
     if not 1 <= port <= 65535:
         raise UsageError(f"the port must be a number from 1 to 65535, not {port}")
     return port
@@ -244,7 +270,7 @@ def expand_remote_folder(folder: str, computer: str, user: str, today: str) -> s
         value = values[match.group(1)]
         if not value.strip(" .") or "/" in value or "\\" in value:
             raise UsageError(
-                f"{{{match.group(1)}}} in the remote folder would be {value!r}, which cannot "
+                f"{{{match.group(1)}}} in the remote folder would be {quoted(value)}, which cannot "
                 "be a folder name on the share; change the remote folder"
             )
         # Stored as any file name is: a trailing dot or space, 'con', ':' and the like come
@@ -279,7 +305,7 @@ def split_domain_user(user: str, domain: str) -> tuple[str, str]:
     named, _, user = user.partition("\\")
     if domain and domain.casefold() != named.casefold():
         raise UsageError(
-            f"the user name says domain {named!r} but the domain is {domain!r}; "
+            f"the user name says domain {quoted(named)} but the domain is {quoted(domain)}; "
             "give one domain, or the same one in both"
         )
     return user, domain or named
@@ -309,7 +335,7 @@ def validate_optional_path(value: object) -> str:
 def validate_mode(value: object) -> str:
     mode = str(value).strip().lower()
     if mode not in MODES:
-        raise UsageError(f"the mode must be 'copy' or 'mirror', not {value!r}")
+        raise UsageError(f"the mode must be 'copy' or 'mirror', not {quoted(value)}")
     return mode
 
 
@@ -317,7 +343,9 @@ def validate_keep_days(value: object) -> int:
     try:
         days = int(str(value).strip())
     except ValueError:
-        raise UsageError(f"keep_versions_days must be a whole number, not {value!r}") from None
+        raise UsageError(
+            f"keep_versions_days must be a whole number, not {quoted(value)}"
+        ) from None
     if days < 0:
         raise UsageError("keep_versions_days cannot be negative")
     return days
@@ -326,7 +354,7 @@ def validate_keep_days(value: object) -> int:
 def validate_protocol(value: object) -> str:
     text = str(value or "auto").strip().lower()
     if text not in ("auto", "smb2", "smb3"):
-        raise UsageError(f"the protocol must be auto, smb2 or smb3, not {value!r}")
+        raise UsageError(f"the protocol must be auto, smb2 or smb3, not {quoted(value)}")
     return text
 
 
@@ -336,7 +364,7 @@ AUTH_METHODS = ("auto", "password", "kerberos")
 def validate_auth(value: object) -> str:
     text = str(value or "auto").strip().lower()
     if text not in AUTH_METHODS:
-        raise UsageError(f"auth must be auto, password or kerberos, not {value!r}")
+        raise UsageError(f"auth must be auto, password or kerberos, not {quoted(value)}")
     return text
 
 
@@ -348,14 +376,14 @@ def validate_flag(value: object, what: str) -> bool:
         return True
     if text in ("no", "false", "off", "0", ""):
         return False
-    raise UsageError(f"{what} must be yes or no, not {value!r}")
+    raise UsageError(f"{what} must be yes or no, not {quoted(value)}")
 
 
 def _count(value: object, what: str) -> int:
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise UsageError(f"{what} must be a whole number, not {value!r}") from None
+        raise UsageError(f"{what} must be a whole number, not {quoted(value)}") from None
     if not 0 <= number <= 10_000:
         raise UsageError(f"{what} must be from 0 to 10000")
     return number

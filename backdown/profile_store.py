@@ -21,7 +21,7 @@ from typing import Any
 
 import tomli_w
 
-from backdown.errors import ConfigError, UsageError
+from backdown.errors import ConfigError, UsageError, quoted
 from backdown.profile import (
     Profile,
     validate_name,
@@ -90,7 +90,7 @@ class ProfileStore:
         profile = self.find(name)
         if profile is None:
             raise UsageError(
-                f"no profile named {name!r}; 'backdown profile list' shows the saved ones"
+                f"no profile named {quoted(name)}; 'backdown profile list' shows the saved ones"
             )
         return profile
 
@@ -200,7 +200,7 @@ class ProfileStore:
         for other in self.profiles:
             if other is not ignore and other.name.casefold() == name.casefold():
                 raise UsageError(
-                    f"a profile named {other.name!r} already exists (names are compared "
+                    f"a profile named {quoted(other.name)} already exists (names are compared "
                     "ignoring case); choose another name"
                 )
 
@@ -240,7 +240,7 @@ class ProfileStore:
 
         version = data.get("format_version", 1)
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise bad(f"format_version must be a whole number from 1, not {version!r}")
+            raise bad(f"format_version must be a whole number from 1, not {quoted(version)}")
         if version > FORMAT_VERSION:
             raise bad(
                 f"it was written by a newer backdown (format_version {version}; this one "
@@ -251,10 +251,10 @@ class ProfileStore:
 
         unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
         if unknown:
-            raise bad(f"unknown setting {unknown[0]!r} outside the [[profile]] sections")
+            raise bad(f"unknown setting {quoted(unknown[0])} outside the [[profile]] sections")
         last_used = data.get("last_used")
         if last_used is not None and not isinstance(last_used, str):
-            raise bad(f"last_used must be a profile name in quotes, not {last_used!r}")
+            raise bad(f"last_used must be a profile name in quotes, not {quoted(last_used)}")
 
         try:
             self.notify = validate_notify(data.get("notify", []))
@@ -273,7 +273,7 @@ class ProfileStore:
             if not isinstance(entry, dict):
                 raise bad(f"{label}{at} is not a table: write each profile as a [[profile]]")
             if isinstance(entry.get("name"), str):
-                label = f"profile {entry['name']!r}"
+                label = f"profile {quoted(entry['name'])}"
             if "password" in entry:
                 name = entry.get("name", "NAME")
                 raise bad(
@@ -288,8 +288,8 @@ class ProfileStore:
                 if other.name.casefold() == profile.name.casefold():
                     first = f" (line {lines[index]})" if lines else ""
                     raise bad(
-                        f"profiles {other.name!r}{first} and {profile.name!r}{at} have the "
-                        "same name (names are compared ignoring case)",
+                        f"profiles {quoted(other.name)}{first} and {quoted(profile.name)}{at} "
+                        "have the same name (names are compared ignoring case)",
                         "rename or remove one of them",
                     )
             profiles.append(profile)

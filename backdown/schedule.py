@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 
-from backdown.errors import UsageError
+from backdown.errors import UsageError, quoted
 
 # The operating system's job looks every TICK seconds; a shorter interval would be a promise
 # it cannot keep.
@@ -161,16 +161,16 @@ def parse_interval(text: str) -> int:
     compact = str(text).strip().lower().replace(" ", "")
     if not compact or _INTERVAL_RE.sub("", compact):
         raise UsageError(
-            f"{text!r} is not an interval: give a number and a unit, like 30m, 4h, 24h or 7d"
+            f"{quoted(text)} is not an interval: give a number and a unit, like 30m, 4h, 24h or 7d"
         )
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _INTERVAL_RE.findall(compact))
     if seconds < MIN_EVERY:
         raise UsageError(
-            f"an interval of {text!r} is too short: the scheduled job looks every "
+            f"an interval of {quoted(text)} is too short: the scheduled job looks every "
             f"{TICK // 60} minutes, so give at least {TICK // 60}m"
         )
     if seconds > MAX_EVERY:
-        raise UsageError(f"an interval of {text!r} is too long: give at most 366d")
+        raise UsageError(f"an interval of {quoted(text)} is too long: give at most 366d")
     return seconds
 
 
@@ -178,10 +178,10 @@ def parse_age(text: str, what: str) -> int:
     """An age such as '2d', '36h' or '90m' -> seconds (from 1 minute to 10 years)."""
     compact = str(text).strip().lower().replace(" ", "")
     if not compact or _INTERVAL_RE.sub("", compact):
-        raise UsageError(f"{what} {text!r} is not an age: give a number and a unit, like 2d")
+        raise UsageError(f"{what} {quoted(text)} is not an age: give a number and a unit, like 2d")
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _INTERVAL_RE.findall(compact))
     if not 60 <= seconds <= 3650 * 86400:
-        raise UsageError(f"{what} {text!r} is out of range: give from 1m to 3650d")
+        raise UsageError(f"{what} {quoted(text)} is out of range: give from 1m to 3650d")
     return seconds
 
 
@@ -205,12 +205,12 @@ def parse_window(text: str) -> tuple[int, int] | None:
     start, end = _CLOCK_RE.match(first), _CLOCK_RE.match(last)
     if not sep or start is None or end is None:
         raise UsageError(
-            f"{text!r} is not a time range: give it as HH:MM-HH:MM, like 08:00-19:00 "
+            f"{quoted(text)} is not a time range: give it as HH:MM-HH:MM, like 08:00-19:00 "
             "(22:00-06:00 runs over midnight)"
         )
     window = (_minutes(start), _minutes(end))
     if window[0] == window[1]:
-        raise UsageError(f"the time range {text!r} is empty: its start and end are equal")
+        raise UsageError(f"the time range {quoted(text)} is empty: its start and end are equal")
     return window
 
 
@@ -237,7 +237,7 @@ def _day(name: str) -> int:
         if name in (short, _FULL_DAY_NAMES[number]):
             return number
     raise UsageError(
-        f"{name!r} is not a weekday: use mon, tue, wed, thu, fri, sat, sun, ranges like "
+        f"{quoted(name)} is not a weekday: use mon, tue, wed, thu, fri, sat, sun, ranges like "
         "mon-fri, or lists like mon,wed,fri"
     )
 

@@ -14,6 +14,7 @@ from helpers import Result, add_profile, assert_same_tree, make_tree, run_cli, s
 from samba import SambaServer
 
 from backdown import __version__
+from backdown.profile import parse_unc
 from backdown.profile_store import FILE_NAME
 
 REPORT_KEYS = {
@@ -474,3 +475,29 @@ def test_a_typo_gets_a_did_you_mean_and_the_right_help(config: Path) -> None:
     line = error(run_cli(["profile", "edit", "p", "--keep-version-days", "3"], config), 2)
     assert "--keep-versions-days" in line and "'backdown profile edit --help'" in line
     assert "3" not in line.replace("--help", ""), "values typed are never echoed"
+
+
+def test_a_windows_path_given_as_the_server_is_read_back_as_typed(
+    config: Path, local: Path
+) -> None:
+    typed = "\\\\nas\\share\\docs\\2024"  # as pasted from Windows Explorer
+    line = error(run_cli(["profile", "add", "p", "--local", str(local), "--server", typed,
+                          "--share", "s"], config), 2)  # fmt: skip
+    assert f"'{typed}' is a path" in line, "quoted as typed, no doubled backslashes"
+    assert "--server nas --share share --remote-folder docs/2024" in line
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("\\\\nas\\share\\docs\\2024", ("nas", "share", "docs/2024")),
+        ("//nas.local/backup", ("nas.local", "backup", "")),
+        ("smb://ann@nas.local/backup/ann/", ("nas.local", "backup", "ann")),
+        ("SMB://10.0.0.5/b", ("10.0.0.5", "b", "")),
+        ("nas", None),
+        ("\\\\nas", None),
+        ("smb://nas/", None),
+    ],
+)
+def test_paths_as_explorer_or_a_mac_shows_them(text: str, parts: tuple[str, ...] | None) -> None:
+    assert parse_unc(text) == parts

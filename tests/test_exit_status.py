@@ -257,6 +257,9 @@ def test_json_error_object_on_stdout(config: Path) -> None:
     data = json.loads(result.out)
     assert data["ok"] is False and data["exit_code"] == 2
     assert data["error"] in line
+    assert (data["profile"], data["operation"]) == ("ghost", "upload")  # as a run's object
+    restore = json.loads(run_cli(["restore", "ghost", "--json"], config).out)
+    assert (restore["profile"], restore["operation"]) == ("ghost", "download")
 
 
 def test_missing_password_is_2(samba: SambaServer, config: Path, local: Path) -> None:

@@ -584,10 +584,11 @@ def test_the_menu_sees_edits_made_meanwhile_and_switches_ignoring_case(
 ) -> None:
     menu.create_profile("Alice Laptop", folder(tmp_path, "docs"), samba, remote_dir)
     menu.create_profile("office", folder(tmp_path, "office"), samba, remote_dir)
+    menu.expect(MENU_PROMPT)  # the menu is done saving, and waits
     # Another terminal changes the first profile while the menu is open.
     edited = run_cli(["profile", "edit", "Alice Laptop", "--keep-versions-days", "7"], config_dir)
     assert edited.code == 0, edited
-    menu.choose(SWITCH)
+    menu.child.sendline(SWITCH)
     menu.answer(r"Switch to \(number or name\) \[office\]: ", "alice laptop")
     menu.expect("current profile: Alice Laptop")
     menu.choose(CONNECTION)  # a save of the menu's own: no "changed by someone else"

@@ -186,14 +186,15 @@ def test_dry_run_upload_changes_nothing(rig: Rig) -> None:
     assert data["files_transferred"] == 0 and data["bytes_transferred"] == 0
     assert (data["files_new"], data["files_changed"], data["files_removed"]) == (1, 1, 1)
     assert data["files_unchanged"] == 4
-    planned = {(p["action"], p["path"]) for p in data["plan"]}
-    assert planned == {
-        ("new", "new file.txt"),
-        ("changed", "docs/report final.txt"),
-        ("create-folder", "new folder/"),
-        ("only-on-destination", "random.bin"),
-        ("move-to-versions", "random.bin"),
-    }
+    planned = [(p["action"], p["path"]) for p in data["plan"]]
+    assert sorted(planned) == sorted(
+        [  # each file once: a mirror moves the extra away
+            ("new", "new file.txt"),
+            ("changed", "docs/report final.txt"),
+            ("create-folder", "new folder/"),
+            ("move-to-versions", "random.bin"),
+        ]
+    )
 
 
 def test_dry_run_first_upload_creates_nothing(rig: Rig) -> None:

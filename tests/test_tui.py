@@ -22,6 +22,7 @@ from backdown.tui import unavailable
 from backdown.tui.app import BackDownApp
 from backdown.tui.home import HomeScreen
 from backdown.tui.password import PasswordScreen
+from backdown.tui.profile_form import ProfileForm
 from backdown.tui.run_screen import RunScreen
 
 pytest.importorskip("textual")
@@ -226,7 +227,9 @@ def test_backdown_opens_the_full_screen_ui_on_a_terminal_and_the_menu_when_asked
     args = ["-m", "backdown", "--config-dir", str(config)]
     child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", timeout=30,
                           dimensions=(24, 80))  # fmt: skip
-    child.expect("No profile yet")  # the home screen, full-screen
+    child.expect("Profile name")  # a first run: the new-profile form, full-screen
+    child.send("\x1b")  # Escape: Home
+    child.expect("No profile yet")
     child.send("q")
     child.expect(pexpect.EOF)
     child.close()
@@ -239,3 +242,75 @@ def test_backdown_opens_the_full_screen_ui_on_a_terminal_and_the_menu_when_asked
         child.expect(pexpect.EOF)
         child.close()
         assert child.exitstatus == 0
+
+
+def form_of(app: BackDownApp) -> ProfileForm:
+    assert isinstance(app.screen, ProfileForm), app.screen
+    return app.screen
+
+
+def error_under(form: ProfileForm, field: str) -> str:
+    return str(form.query_one(f"#{field}-error").render())
+
+
+async def fill(pilot: Any, form: ProfileForm, **values: str) -> None:
+    for field, text in values.items():
+        form.query_one(f"#{field}").value = text  # as pasted
+        await pilot.pause()
+
+
+async def test_a_first_run_opens_the_form_which_checks_as_you_type_and_saves(
+    tmp_path: Path, config: Path
+) -> None:
+    local = tmp_path / "docs"
+    local.mkdir()
+    async with app_for(config).run_test(size=(100, 60)) as pilot:
+        await pilot.pause()
+        form = form_of(pilot.app)
+        await pilot.click("#name")
+        await pilot.press(*"Alice Laptop")  # typed
+        await fill(pilot, form, local=str(local), server="\\\\nas.example.lan\\backup\\alice\\docs")
+        assert (form.value("server"), form.value("share"), form.value("remote_folder")) == (
+            "nas.example.lan",
+            "backup",
+            "alice/docs",
+        ), "a pasted Explorer path fills server, share and folder"
+        await fill(pilot, form, user="CORP\\alice")
+        assert (form.value("user"), form.value("domain")) == ("alice", "CORP")
+        await fill(pilot, form, port="99999")
+        assert "the port must be a number from 1 to 65535" in error_under(form, "port")
+        await pilot.press("ctrl+s")  # refused while a field is wrong
+        assert pilot.app.screen is form
+        await fill(pilot, form, port="445", password="s3cret-pw")
+        assert error_under(form, "port") == ""
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert [r[0] for r in home_rows(pilot.app)] == ["* Alice Laptop"]
+    saved = (config / "profiles.toml").read_text()
+    assert 'server = "nas.example.lan"' in saved and 'remote_folder = "alice/docs"' in saved
+    assert "s3cret-pw" not in saved
+    assert (config / "credentials" / "Alice Laptop").read_text().count("s3cret-pw") == 1
+
+
+async def test_the_form_tests_the_connection_in_place(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    local = tmp_path / "docs"
+    local.mkdir()
+    async with app_for(config).run_test(size=(100, 60)) as pilot:
+        await pilot.pause()
+        form = form_of(pilot.app)
+        await fill(pilot, form, name="office", local=str(local), server="127.0.0.1",
+                   port=str(samba.port), share="backup", remote_folder=remote_dir,
+                   user=samba.user, password="wrong")  # fmt: skip
+        await pilot.press("ctrl+t")
+        await until(pilot, lambda: "error" in str(form.query_one("#result").render()))
+        assert "wrong user name or password" in error_under(form, "password")
+        await fill(pilot, form, password=samba.password)
+        await pilot.press("ctrl+t")
+        await until(pilot, lambda: "ready" in str(form.query_one("#result").render()))
+        assert not (config / "profiles.toml").exists(), "a test saves nothing"
+
+
+def test_the_form_looks_the_same(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(app_for(tmp_path / "config"), terminal_size=(80, 24))

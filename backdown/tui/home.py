@@ -19,19 +19,18 @@ from backdown.profile_store import ProfileStore
 # What a coworker looks for first comes first: at 80 columns the route may run off the
 # right edge, and the line under the table shows it for the highlighted profile.
 COLUMNS = ("profile", "state", "last good backup", "next backup", "from -> to")
-NO_PROFILE = (
-    "No profile yet. Create one with the menu (backdown menu) or the command line "
-    "(backdown profile add NAME --local DIR --server HOST --share SHARE)."
-)
+NO_PROFILE = "No profile yet: n makes one."
 
 
 class HomeScreen(Screen[None]):
     BINDINGS = [
         Binding("b", "back_up", "Back up now"),
         Binding("t", "test", "Test"),
+        Binding("e", "edit", "Edit"),
+        Binding("n", "new", "New"),
         Binding("u", "use", "Make current"),
-        Binding("f5", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
+        Binding("f5", "refresh", "Refresh", show=False),
     ]
 
     def __init__(self, env: Environment) -> None:
@@ -49,6 +48,8 @@ class HomeScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
         self.reload()
+        if not self.rows:
+            self.action_new()  # a first run starts with the new-profile form
 
     def on_screen_resume(self) -> None:
         self.reload()  # back from a run: its outcome shows in the row
@@ -103,6 +104,24 @@ class HomeScreen(Screen[None]):
 
     def action_test(self) -> None:
         self._run("test")
+
+    def action_new(self) -> None:
+        from backdown.tui.profile_form import ProfileForm
+
+        self.app.push_screen(ProfileForm(self.env))
+
+    def action_edit(self) -> None:
+        from backdown.tui.profile_form import ProfileForm
+
+        row = self.selected()
+        if row is None:
+            return
+        try:
+            profile = ProfileStore.load(self.env.config_path).get(row.name)
+        except BackdownError as err:
+            self.query_one("#title", Static).update(f"error: {err}")
+            return
+        self.app.push_screen(ProfileForm(self.env, profile))
 
     def action_use(self) -> None:
         row = self.selected()

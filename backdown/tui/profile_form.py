@@ -1,0 +1,277 @@
+"""The profile form: every field on one screen, each checked as it is typed (the check's
+one line under the field), defaults shown. A path pasted from Windows Explorer
+(\\\\server\\share\\folder) or a Mac (smb://server/share/folder) into Server fills server,
+share and folder; DOMAIN\\user in User fills user and domain. "Test" (Ctrl-T) checks the
+connection in place with what is typed, before anything is saved, and puts the cause
+under the field at fault; "Save" (Ctrl-S) saves it, the password into the keyring or
+the credentials file as the command line does."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Static
+
+from backdown import engine
+from backdown.credentials import save_password
+from backdown.environment import Environment
+from backdown.errors import AuthError, BackdownError, ConnectError, ShareError, UsageError
+from backdown.profile import (
+    DEFAULT_PORT,
+    Profile,
+    parse_unc,
+    split_domain_user,
+    validate_domain,
+    validate_local,
+    validate_name,
+    validate_port,
+    validate_profile,
+    validate_remote_folder,
+    validate_server,
+    validate_share,
+    validate_user,
+)
+from backdown.profile_store import ProfileStore
+from backdown.run_command import test_lines
+from backdown.schedule_commands import lift_lockout
+
+Check = Callable[[str], object]
+
+# (field, label, placeholder): the order on screen.
+FIELDS = (
+    ("name", "Profile name", "like Documents or Alice Laptop"),
+    ("local", "Local folder", "the folder to back up, like /home/alice/Documents"),
+    ("server", "Server", "nas.example.lan, or paste \\\\server\\share\\folder"),
+    ("port", "Port", str(DEFAULT_PORT)),
+    ("share", "Share", "the share's name, like backup"),
+    ("remote_folder", "Folder inside the share", "empty: the share's root"),
+    ("user", "User", "empty: guest; DOMAIN\\user fills the domain"),
+    ("domain", "Domain", "empty: none"),
+    ("password", "Password", "hidden; empty keeps the saved one"),
+)
+CHECKS: dict[str, Check] = {
+    "name": validate_name,
+    "local": validate_local,
+    "server": validate_server,
+    "port": validate_port,
+    "share": validate_share,
+    "remote_folder": validate_remote_folder,
+    "user": validate_user,
+    "domain": validate_domain,
+}
+REQUIRED = ("name", "local", "server", "share")
+
+
+class ProfileForm(Screen[str | None]):
+    """A new profile (existing None) or an edit of one; dismissed with the name saved."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+t", "test", "Test"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+    DEFAULT_CSS = """
+    ProfileForm Label.field { margin-top: 1; color: $text-muted; }
+    ProfileForm Input { margin: 0 1; }
+    ProfileForm Static.error { color: $error; height: auto; margin: 0 1; }
+    ProfileForm #result { height: auto; margin-top: 1; }
+    ProfileForm Horizontal { height: auto; margin-top: 1; }
+    """
+
+    def __init__(self, env: Environment, existing: Profile | None = None) -> None:
+        super().__init__()
+        self.env = env
+        self.existing = existing
+        self.filling = False  # set while the form fills fields itself (no re-checks)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll():
+            for field, label, placeholder in FIELDS:
+                yield Label(label, classes="field")
+                yield Input(
+                    value=self._initial(field),
+                    placeholder=placeholder,
+                    password=field == "password",
+                    id=field,
+                    disabled=field == "name" and self.existing is not None,
+                    compact=True,
+                )
+                yield Static("", id=f"{field}-error", classes="error")
+            with Horizontal():
+                yield Button("Test", id="test")
+                yield Button("Save", id="save", variant="primary")
+                yield Button("Cancel", id="cancel")
+            yield Static("", id="result")
+        yield Footer()
+
+    def _initial(self, field: str) -> str:
+        if self.existing is None:
+            return str(DEFAULT_PORT) if field == "port" else ""
+        if field == "password":
+            return ""
+        return str(getattr(self.existing, field))
+
+    # ------------------------------------------------------------------ checking
+
+    def value(self, field: str) -> str:
+        return self.query_one(f"#{field}", Input).value.strip()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        field = event.input.id or ""
+        if self.filling:
+            return
+        if field == "server" and (unc := parse_unc(event.value)) is not None:
+            self._fill(server=unc[0], share=unc[1], remote_folder=unc[2])
+        elif field == "user" and "\\" in event.value:
+            try:
+                user, domain = split_domain_user(event.value.strip(), self.value("domain"))
+            except UsageError as err:
+                self._show_error("user", str(err))
+                return
+            self._fill(user=user, domain=domain)
+        self.check(field)
+
+    def _fill(self, **values: str) -> None:
+        self.filling = True
+        try:
+            for field, text in values.items():
+                self.query_one(f"#{field}", Input).value = text
+        finally:
+            self.filling = False
+        for field in values:
+            self.check(field)
+
+    def check(self, field: str) -> bool:
+        """Check one field now; its line under it says what is wrong, or nothing."""
+        check = CHECKS.get(field)
+        text = self.value(field) if field != "password" else ""
+        problem = ""
+        if field in REQUIRED and not text:
+            problem = "needed"
+        elif check is not None and text:
+            try:
+                check(text)
+            except UsageError as err:
+                problem = str(err)
+        if field == "name" and not problem and self.existing is None:
+            problem = self._name_taken(text)
+        self._show_error(field, problem)
+        return not problem
+
+    def _name_taken(self, name: str) -> str:
+        try:
+            store = ProfileStore.load(self.env.config_path)
+        except BackdownError as err:
+            return str(err)
+        taken = store.find(name)
+        return f"a profile named '{taken.name}' already exists" if taken else ""
+
+    def _show_error(self, field: str, text: str) -> None:
+        self.query_one(f"#{field}-error", Static).update(text)
+
+    def profile(self) -> Profile | None:
+        """The profile as typed, or None (and every field's problem shown)."""
+        valid = [self.check(field) for field, _, _ in FIELDS if field != "password"]
+        if not all(valid):
+            return None
+        base = self.existing or Profile(name="", local="", server="", share="")
+        profile = dataclasses.replace(
+            base,
+            name=self.value("name"),
+            local=self.value("local"),
+            server=self.value("server"),
+            port=int(self.value("port") or DEFAULT_PORT),
+            share=self.value("share"),
+            remote_folder=self.value("remote_folder"),
+            user=self.value("user"),
+            domain=self.value("domain"),
+        )
+        try:
+            return validate_profile(profile)
+        except UsageError as err:
+            self.query_one("#result", Static).update(f"error: {err}")
+            return None
+
+    # ------------------------------------------------------------------ actions
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        {"test": self.action_test, "save": self.action_save, "cancel": self.action_cancel}[
+            event.button.id or "cancel"
+        ]()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_save(self) -> None:
+        profile = self.profile()
+        if profile is None:
+            return
+        password = self.query_one("#password", Input).value
+        try:
+            store = ProfileStore.load(self.env.config_path)
+            if self.existing is None:
+                store.add(profile)
+                store.set_current(profile.name)
+            else:
+                store.replace(profile.name, profile)
+            store.save()
+            if password and profile.user:
+                save_password(profile, password, self.env)
+                store.replace(profile.name, profile)  # it may point at its own file now
+                store.save()
+                lift_lockout(self.env, profile.name)
+        except BackdownError as err:
+            self.query_one("#result", Static).update(f"error: {err}")
+            return
+        self.dismiss(profile.name)
+
+    def action_test(self) -> None:
+        profile = self.profile()
+        if profile is None:
+            return
+        password = self.query_one("#password", Input).value
+        if not password and self.existing is not None and profile.user:
+            from backdown.credentials import resolve_logon
+
+            try:
+                profile, password = resolve_logon(profile, self.env)
+            except BackdownError as err:
+                self._show_error("password", str(err))
+                return
+        self.query_one("#result", Static).update("testing ...")
+        self.run_worker(lambda: self._test(profile, password), thread=True, exit_on_error=False)
+
+    def _test(self, profile: Profile, password: str) -> None:
+        """In a worker thread: the connection check, its outcome shown in place."""
+        try:
+            report = engine.check_connection(profile, password)
+        except BackdownError as err:
+            self.app.call_from_thread(self._tested, None, err)
+        else:
+            self.app.call_from_thread(self._tested, test_lines(report), None)
+
+    def _tested(self, lines: list[str] | None, error: BackdownError | None) -> None:
+        result = self.query_one("#result", Static)
+        if error is None:
+            result.update("\n".join(lines or []))
+            return
+        result.update(f"error: {error}")
+        self._show_error(_field_at_fault(error), str(error))
+
+
+def _field_at_fault(error: BackdownError) -> str:
+    """The field a failed test points at: the password for a refused logon, the share for
+    a missing share or folder, the server for a server that cannot be reached."""
+    if isinstance(error, AuthError):
+        return "password"
+    if isinstance(error, ShareError):
+        return "share"
+    if isinstance(error, ConnectError):
+        return "server"
+    return "server"
