@@ -1068,9 +1068,12 @@ def prune(
     return todo
 
 
-def top_level(profile: Profile, password: str, using: Collaborators = Collaborators()) -> list[str]:
-    """The names at the top of the backup (folders end in '/'), for picking what to
-    restore; BackDown's own folder and temporaries left out."""
+def backed_up(
+    profile: Profile, password: str, using: Collaborators = Collaborators()
+) -> tuple[list[str], list[str]]:
+    """What the backup holds now: its files and its folders ('/'-separated, relative to
+    the remote folder), for picking what to restore; BackDown's own folder and temporaries
+    left out."""
     profile, using = prepared(profile, using)
     root = profile.remote_folder
     with using.open(endpoint_for(profile, password), None) as session, folder_access(profile):
@@ -1080,5 +1083,11 @@ def top_level(profile: Profile, password: str, using: Collaborators = Collaborat
             )
         encoded = names_encoded(session, root) is not False
         tree = walk_remote(session, root, PathFilter(profile.excludes), encoded) or Tree()
-    names = {p.split("/")[0] for p in tree.files} | {d.split("/")[0] for d in tree.dirs}
-    return sorted(n + "/" if n in tree.dirs else n for n in names)
+    return sorted(tree.files), sorted(tree.dirs)
+
+
+def top_level(profile: Profile, password: str, using: Collaborators = Collaborators()) -> list[str]:
+    """The names at the top of the backup (folders end in '/')."""
+    files, dirs = backed_up(profile, password, using)
+    names = {p.split("/")[0] for p in files} | {d.split("/")[0] for d in dirs}
+    return sorted(n + "/" if n in dirs else n for n in names)

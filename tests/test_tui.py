@@ -6,6 +6,7 @@ and snapshots of the home screen at 80×24 and 120×40."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import time
@@ -23,7 +24,9 @@ from backdown.tui.app import BackDownApp
 from backdown.tui.home import HomeScreen
 from backdown.tui.password import PasswordScreen
 from backdown.tui.profile_form import ProfileForm
+from backdown.tui.restore_screen import RestoreScreen
 from backdown.tui.run_screen import RunScreen
+from backdown.tui.settings_screen import SettingsScreen
 
 pytest.importorskip("textual")
 
@@ -314,3 +317,115 @@ async def test_the_form_tests_the_connection_in_place(
 
 def test_the_form_looks_the_same(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(app_for(tmp_path / "config"), terminal_size=(80, 24))
+
+
+async def test_restore_what_is_ticked_into_a_new_folder(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    local = profile_on(tmp_path, config, samba, remote_dir)
+    assert run_cli(["upload", "home"], config).code == 0
+    target = tmp_path / "restored"
+    async with app_for(config).run_test(size=(100, 40)) as pilot:
+        await pilot.press("r")
+        screen = pilot.app.screen
+        assert isinstance(screen, RestoreScreen)
+        title = screen.query_one("#title")
+        await until(pilot, lambda: "files backed up" in str(title.render()))
+        target_field = screen.query_one("#target")
+        assert "-restored-" in target_field.value, "a new folder beside the original by default"
+        tree = screen.query_one("#tree")
+        for wanted in ("docs", "random.bin"):
+            node = next(n for n in tree.root.children if n.data == wanted)
+            tree.move_cursor(node)
+            await pilot.press("space")
+        assert "2 ticked" in str(tree.root.label)
+        target_field.value = str(target)
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
+        summary = summary_of(pilot.app)
+        assert "Restored 'home'" in summary and "0 failed." in summary, summary
+    expected = {k: v for k, v in tree_bytes(local).items()
+                if k == "random.bin" or k == "docs" or k.startswith("docs/")}  # fmt: skip
+    assert tree_bytes(target) == expected
+
+
+async def test_restore_over_the_original_says_where_differing_files_go(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    local = profile_on(tmp_path, config, samba, remote_dir)
+    assert run_cli(["upload", "home"], config).code == 0
+    (local / "docs" / "report final.txt").write_text("edited after the backup\n")
+    async with app_for(config).run_test(size=(100, 40)) as pilot:
+        await pilot.press("r")
+        screen = pilot.app.screen
+        assert isinstance(screen, RestoreScreen)
+        await until(pilot, lambda: "files backed up" in str(screen.query_one("#title").render()))
+        screen.query_one("#original").value = True
+        await pilot.pause()
+        kept = local / ".backdown-replaced"
+        assert f"kept aside in {kept}" in str(screen.query_one("#problem").render())
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
+        assert f"Local files that differed were kept in {kept}" in summary_of(pilot.app)
+    assert (local / "docs" / "report final.txt").read_text() == "quarterly numbers\n"
+    aside = list(kept.rglob("report final.txt"))
+    assert len(aside) == 1 and aside[0].read_text() == "edited after the backup\n"
+
+
+async def test_settings_are_checked_as_they_change_and_saved(tmp_path: Path, config: Path) -> None:
+    local = tmp_path / "docs"
+    local.mkdir()
+    args = ["profile", "add", "home", "--local", str(local), "--server", "nas", "--share", "b"]
+    assert run_cli(args, config).code == 0
+    async with app_for(config).run_test(size=(100, 60)) as pilot:
+        await pilot.press("s")
+        screen = pilot.app.screen
+        assert isinstance(screen, SettingsScreen)
+        problem = screen.query_one("#problem")
+        screen.query_one("#keep_versions_days").value = "-1"
+        await pilot.pause()
+        assert "cannot be negative" in str(problem.render())
+        await pilot.press("ctrl+s")
+        assert pilot.app.screen is screen, "nothing is saved while a value is wrong"
+        screen.query_one("#keep_versions_days").value = "7"
+        screen.query_one("#mode").value = "mirror"
+        screen.query_one("#excludes").text = "*.tmp\ncache/\n"
+        screen.query_one("#protocol").value = "smb2"
+        screen.query_one("#auth").value = "kerberos"
+        await pilot.pause()
+        assert "Kerberos logon needs the SMB 3 transport" in str(problem.render())
+        screen.query_one("#protocol").value = "smb3"
+        screen.query_one("#encrypt").value = True
+        await pilot.pause()
+        assert str(problem.render()) == ""
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, HomeScreen)
+    shown = json.loads(run_cli(["profile", "show", "home", "--json"], config).out)
+    assert (shown["mode"], shown["excludes"], shown["keep_versions_days"]) == (
+        "mirror",
+        ["*.tmp", "cache/"],
+        7,
+    )
+    assert (shown["protocol"], shown["encrypt"], shown["auth"]) == ("smb3", True, "kerberos")
+
+
+async def test_an_edit_keeps_what_another_program_changed_meanwhile(
+    tmp_path: Path, config: Path
+) -> None:
+    local = tmp_path / "docs"
+    local.mkdir()
+    args = ["profile", "add", "home", "--local", str(local), "--server", "nas", "--share", "b"]
+    assert run_cli(args, config).code == 0
+    async with app_for(config).run_test(size=(100, 60)) as pilot:
+        await pilot.press("e")
+        form = form_of(pilot.app)
+        # Meanwhile, another terminal changes a setting the form does not show.
+        edited = run_cli(["profile", "edit", "home", "--keep-versions-days", "9"], config)
+        assert edited.code == 0, edited
+        await fill(pilot, form, server="nas2.example.lan")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, HomeScreen)
+    shown = json.loads(run_cli(["profile", "show", "home", "--json"], config).out)
+    assert (shown["server"], shown["keep_versions_days"]) == ("nas2.example.lan", 9)

@@ -14,6 +14,7 @@ from backdown.environment import Environment
 from backdown.errors import BackdownError
 from backdown.history import History
 from backdown.overview import ProfileRow, profile_rows
+from backdown.profile import Profile
 from backdown.profile_store import ProfileStore
 
 # What a coworker looks for first comes first: at 80 columns the route may run off the
@@ -25,10 +26,12 @@ NO_PROFILE = "No profile yet: n makes one."
 class HomeScreen(Screen[None]):
     BINDINGS = [
         Binding("b", "back_up", "Back up now"),
+        Binding("r", "restore", "Restore"),
         Binding("t", "test", "Test"),
         Binding("e", "edit", "Edit"),
+        Binding("s", "settings", "Settings"),
         Binding("n", "new", "New"),
-        Binding("u", "use", "Make current"),
+        Binding("u", "use", "Make current", show=False),
         Binding("q", "app.quit", "Quit"),
         Binding("f5", "refresh", "Refresh", show=False),
     ]
@@ -105,6 +108,13 @@ class HomeScreen(Screen[None]):
     def action_test(self) -> None:
         self._run("test")
 
+    def action_restore(self) -> None:
+        from backdown.tui.restore_screen import RestoreScreen
+
+        row = self.selected()
+        if row is not None:
+            self.app.push_screen(RestoreScreen(self.env, row.name))
+
     def action_new(self) -> None:
         from backdown.tui.profile_form import ProfileForm
 
@@ -113,15 +123,27 @@ class HomeScreen(Screen[None]):
     def action_edit(self) -> None:
         from backdown.tui.profile_form import ProfileForm
 
+        profile = self._selected_profile()
+        if profile is not None:
+            self.app.push_screen(ProfileForm(self.env, profile))
+
+    def action_settings(self) -> None:
+        from backdown.tui.settings_screen import SettingsScreen
+
+        profile = self._selected_profile()
+        if profile is not None:
+            self.app.push_screen(SettingsScreen(self.env, profile))
+
+    def _selected_profile(self) -> Profile | None:
+        """The highlighted profile as saved now (another program may have changed it)."""
         row = self.selected()
         if row is None:
-            return
+            return None
         try:
-            profile = ProfileStore.load(self.env.config_path).get(row.name)
+            return ProfileStore.load(self.env.config_path).get(row.name)
         except BackdownError as err:
             self.query_one("#title", Static).update(f"error: {err}")
-            return
-        self.app.push_screen(ProfileForm(self.env, profile))
+            return None
 
     def action_use(self) -> None:
         row = self.selected()

@@ -175,12 +175,14 @@ class ProfileForm(Screen[str | None]):
     def _show_error(self, field: str, text: str) -> None:
         self.query_one(f"#{field}-error", Static).update(text)
 
-    def profile(self) -> Profile | None:
-        """The profile as typed, or None (and every field's problem shown)."""
+    def profile(self, base: Profile | None = None) -> Profile | None:
+        """The profile as typed, over `base` (the profile as saved now, so a setting this
+        form does not show keeps a change made meanwhile elsewhere), or None (and every
+        field's problem shown)."""
         valid = [self.check(field) for field, _, _ in FIELDS if field != "password"]
         if not all(valid):
             return None
-        base = self.existing or Profile(name="", local="", server="", share="")
+        base = base or self.existing or Profile(name="", local="", server="", share="")
         profile = dataclasses.replace(
             base,
             name=self.value("name"),
@@ -209,12 +211,13 @@ class ProfileForm(Screen[str | None]):
         self.dismiss(None)
 
     def action_save(self) -> None:
-        profile = self.profile()
-        if profile is None:
-            return
         password = self.query_one("#password", Input).value
         try:
             store = ProfileStore.load(self.env.config_path)
+            saved = store.get(self.existing.name) if self.existing is not None else None
+            profile = self.profile(saved)
+            if profile is None:
+                return
             if self.existing is None:
                 store.add(profile)
                 store.set_current(profile.name)

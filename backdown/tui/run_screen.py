@@ -6,6 +6,7 @@ from a Tally a few times a second."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 from textual.app import ComposeResult
@@ -13,19 +14,18 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
 
-from backdown.credentials import resolve_logon
 from backdown.environment import Environment
-from backdown.errors import BackdownError, Cancelled, CredentialsError
+from backdown.errors import BackdownError, Cancelled
+from backdown.paths import REPLACED_DIR
 from backdown.profile import Profile
-from backdown.profile_store import ProfileStore
 from backdown.progress import Tally
 from backdown.report import RunReport, human_size, plural
 from backdown.run_command import Output, RunHooks, execute, test_lines
 from backdown.run_options import RunOptions
 from backdown.scheduled_runs import age_text
-from backdown.tui.password import PasswordScreen
+from backdown.tui.password import with_logon
 
-TITLES = {"upload": "Backing up", "test": "Testing the connection of"}
+TITLES = {"upload": "Backing up", "download": "Restoring", "test": "Testing the connection of"}
 REDRAW_SECONDS = 0.25
 
 
@@ -35,11 +35,14 @@ class RunScreen(Screen[None]):
         Binding("ctrl+c", "stop", "Cancel", show=False, priority=True),
     ]
 
-    def __init__(self, env: Environment, name: str, operation: str) -> None:
+    def __init__(
+        self, env: Environment, name: str, operation: str, options: RunOptions | None = None
+    ) -> None:
         super().__init__()
         self.env = env
         self.profile_name = name
         self.operation = operation
+        self.options = options or RunOptions()
         self.tally = Tally()
         self.cancel = threading.Event()
         self.done = False
@@ -60,25 +63,8 @@ class RunScreen(Screen[None]):
     def on_mount(self) -> None:
         verb = TITLES.get(self.operation, self.operation)
         self.query_one("#title", Static).update(f"{verb} '{self.profile_name}'")
-        try:
-            profile = ProfileStore.load(self.env.config_path).get(self.profile_name)
-            logon = resolve_logon(profile, self.env)
-        except CredentialsError:
-            self.app.push_screen(
-                PasswordScreen(f"Password for '{self.profile_name}' (not saved):"),
-                lambda typed: self._with_password(profile, typed),
-            )
-            return
-        except BackdownError as err:
-            self._finished(None, f"error: {err}")
-            return
-        self._start(logon)
-
-    def _with_password(self, profile: Profile, typed: str | None) -> None:
-        if typed is None:
-            self._finished(None, "cancelled: no password given")
-            return
-        self._start((profile, typed))
+        with_logon(self, self.env, self.profile_name, self._start,
+                   lambda line: self._finished(None, line))  # fmt: skip
 
     def _start(self, logon: tuple[Profile, str]) -> None:
         self.query_one("#title", Static).update(
@@ -92,12 +78,12 @@ class RunScreen(Screen[None]):
     def _work(self, profile: Profile, hooks: RunHooks) -> None:
         """In the worker thread: the run, recorded in the history like any other."""
         try:
-            report = execute(self.env, profile, self.operation, RunOptions(), Output(),
+            report = execute(self.env, profile, self.operation, self.options, Output(),
                              hooks=hooks)  # fmt: skip
         except Cancelled:
             self.app.call_from_thread(
                 self._finished, None,
-                "cancelled: nothing more was sent; back up again to resume where it stopped",
+                "cancelled: nothing more was copied; run it again to resume where it stopped",
             )  # fmt: skip
         except BackdownError as err:
             self.app.call_from_thread(self._finished, None, f"error: {err}")
@@ -138,6 +124,9 @@ class RunScreen(Screen[None]):
                 lines = test_lines(report)
             else:
                 lines = report.summary_lines()
+            kept = os.path.join(self.options.target or "", REPLACED_DIR)
+            if report.operation == "download" and self.options.target and os.path.isdir(kept):
+                lines.append(f"Local files that differed were kept in {kept}")
         else:
             lines = [error or ""]
         self.query_one("#summary", Static).update(

@@ -1,0 +1,158 @@
+"""Restore: pick what (everything, or files and folders ticked in a tree of the backup),
+as of when (the latest backup, or a date), and where (a new folder beside the original by
+default; the original only when chosen, with the warning that local files that differ are
+kept aside, and where). Ctrl-R starts the restore on the Run screen."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Checkbox, Footer, Header, Input, Label, Static, Tree
+from textual.widgets.tree import TreeNode
+
+from backdown import engine
+from backdown.environment import Environment
+from backdown.errors import BackdownError, UsageError
+from backdown.paths import REPLACED_DIR
+from backdown.point_in_time import parse_moment
+from backdown.profile import Profile, validate_local
+from backdown.run_options import RunOptions
+from backdown.tui.password import with_logon
+from backdown.tui.run_screen import RunScreen
+
+TICKED, UNTICKED = "[x] ", "[ ] "
+
+
+class PickTree(Tree[str]):
+    """The backup's tree; Space ticks (Enter still opens and closes a folder)."""
+
+    BINDINGS = [Binding("space", "tick", "Tick / untick")]
+
+    def action_tick(self) -> None:
+        screen = self.screen
+        if isinstance(screen, RestoreScreen):
+            screen.tick()
+
+
+class RestoreScreen(Screen[None]):
+    BINDINGS = [
+        Binding("ctrl+r", "restore", "Restore"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+    DEFAULT_CSS = """
+    RestoreScreen Tree { height: 1fr; min-height: 6; }
+    RestoreScreen Input { margin: 0 1; }
+    RestoreScreen #problem { color: $error; height: auto; }
+    """
+
+    def __init__(self, env: Environment, name: str) -> None:
+        super().__init__()
+        self.env = env
+        self.profile_name = name
+        self.profile: Profile | None = None
+        self.ticked: set[str] = set()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(f"Restore '{self.profile_name}': reading the backup ...", id="title")
+        yield PickTree("everything (nothing ticked)", id="tree")
+        with VerticalScroll(id="choices"):
+            yield Label("As of (latest, or like '2026-11-28 17:00', 'yesterday', '3d')")
+            yield Input("latest", id="as_of", compact=True)
+            yield Label("Into the folder")
+            yield Input("", id="target", compact=True)
+            yield Checkbox("Over the original folder instead", id="original")
+            yield Static("", id="problem")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        with_logon(self, self.env, self.profile_name, self._load, self._fail)
+
+    def _fail(self, line: str) -> None:
+        self.query_one("#title", Static).update(line)
+
+    def _load(self, logon: tuple[Profile, str]) -> None:
+        self.profile = logon[0]
+        stamp = time.strftime("%Y%m%d-%H%M")
+        self.query_one("#target", Input).value = f"{logon[0].local.rstrip(os.sep)}-restored-{stamp}"
+        self.run_worker(lambda: self._list(logon), thread=True, exit_on_error=False)
+
+    def _list(self, logon: tuple[Profile, str]) -> None:
+        try:
+            files, dirs = engine.backed_up(*logon)
+        except BackdownError as err:
+            self.app.call_from_thread(self._fail, f"error: {err}")
+            return
+        self.app.call_from_thread(self._fill_tree, files, dirs)
+
+    def _fill_tree(self, files: list[str], dirs: list[str]) -> None:
+        tree: Tree[str] = self.query_one("#tree", Tree)
+        nodes: dict[str, TreeNode[str]] = {"": tree.root}
+        for folder in sorted(dirs):
+            parent = nodes[folder.rpartition("/")[0]]
+            nodes[folder] = parent.add(UNTICKED + folder.rpartition("/")[2] + "/", data=folder)
+        for path in files:
+            nodes[path.rpartition("/")[0]].add_leaf(UNTICKED + path.rpartition("/")[2], data=path)
+        tree.root.expand()
+        self.query_one("#title", Static).update(
+            f"Restore '{self.profile_name}': {len(files):,} files backed up. Space ticks what "
+            "to restore (nothing ticked: everything); Ctrl-R restores."
+        )
+        tree.focus()
+
+    def tick(self) -> None:
+        tree: Tree[str] = self.query_one("#tree", Tree)
+        node = tree.cursor_node
+        if node is None or node.data is None:
+            return
+        path = node.data
+        label = str(node.label)[len(TICKED) :]
+        if path in self.ticked:
+            self.ticked.discard(path)
+            node.set_label(UNTICKED + label)
+        else:
+            self.ticked.add(path)
+            node.set_label(TICKED + label)
+        tree.root.set_label(
+            f"{len(self.ticked)} ticked" if self.ticked else "everything (nothing ticked)"
+        )
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        problem = self.query_one("#problem", Static)
+        if event.value and self.profile is not None:
+            kept = os.path.join(self.profile.local, REPLACED_DIR)
+            problem.update(
+                f"Local files that differ are not overwritten: they are kept aside in {kept}"
+            )
+        else:
+            problem.update("")
+
+    def options(self) -> RunOptions | None:
+        """The restore as chosen, or None (and the problem shown)."""
+        problem = self.query_one("#problem", Static)
+        as_of = self.query_one("#as_of", Input).value.strip()
+        try:
+            if as_of.lower() not in ("", "latest", "now"):
+                parse_moment(as_of, time.time(), None)
+            else:
+                as_of = ""
+            original = self.query_one("#original", Checkbox).value
+            assert self.profile is not None
+            target = self.profile.local if original else self.query_one("#target", Input).value
+            target = validate_local(target)
+        except UsageError as err:
+            problem.update(str(err))
+            return None
+        return RunOptions(target=target, paths=sorted(self.ticked), as_of=as_of or None)
+
+    def action_restore(self) -> None:
+        if self.profile is None:
+            return
+        options = self.options()
+        if options is not None:
+            self.app.push_screen(RunScreen(self.env, self.profile_name, "download", options))

@@ -1,0 +1,132 @@
+"""Settings: what a profile has beyond where it goes, which the menu's Edit does not ask:
+mode (copy or mirror), excludes, how long versions are kept (and the daily, weekly,
+monthly snapshots beside them), the transport, encryption and logon. Each is checked as it
+changes; Ctrl-S saves them all or says which one is wrong. The schedule is shown, and set
+with `backdown schedule set` or the menu (it installs a job of the operating system)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static, TextArea
+
+from backdown.environment import Environment
+from backdown.errors import BackdownError, UsageError
+from backdown.profile import (
+    AUTH_METHODS,
+    MODES,
+    Profile,
+    validate_excludes,
+    validate_keep_days,
+    validate_profile,
+)
+from backdown.profile_store import ProfileStore
+
+PROTOCOLS = ("auto", "smb2", "smb3")
+COUNTS = ("keep_daily", "keep_weekly", "keep_monthly")
+
+
+class SettingsScreen(Screen[None]):
+    BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "app.pop_screen", "Back")]
+    DEFAULT_CSS = """
+    SettingsScreen Label { margin-top: 1; color: $text-muted; }
+    SettingsScreen Input, SettingsScreen Select, SettingsScreen TextArea { margin: 0 1; }
+    SettingsScreen TextArea { height: 5; }
+    SettingsScreen #problem { color: $error; height: auto; margin: 1 1 0 1; }
+    """
+
+    def __init__(self, env: Environment, profile: Profile) -> None:
+        super().__init__()
+        self.env = env
+        self.profile = profile
+
+    def compose(self) -> ComposeResult:
+        p = self.profile
+        yield Header()
+        with VerticalScroll():
+            yield Static(f"Settings of '{p.name}' ({p.local} -> {p.unc})")
+            yield Label("Mode: copy keeps files deleted here; mirror moves them into versions")
+            yield Select([(m, m) for m in MODES], value=p.mode, allow_blank=False, id="mode")
+            yield Label("Exclude (one gitignore-style pattern per line, like *.tmp or cache/)")
+            yield TextArea("\n".join(p.excludes), id="excludes")
+            yield Label("Keep earlier versions for this many days (0: all)")
+            yield Input(str(p.keep_versions_days), id="keep_versions_days", compact=True)
+            for count in COUNTS:
+                yield Label(f"Also keep the newest snapshot of each of the last N "
+                            f"{count.removeprefix('keep_')} periods (0: off)")  # fmt: skip
+                yield Input(str(getattr(p, count)), id=count, compact=True)
+            yield Label("Protocol (auto: SMB 2 or SMB 3 as the server needs)")
+            yield Select([(x, x) for x in PROTOCOLS], value=p.protocol, allow_blank=False,
+                         id="protocol")  # fmt: skip
+            yield Checkbox("Require encryption (SMB 3)", value=p.encrypt, id="encrypt")
+            yield Label("Log on with (auto: the password, else your Kerberos ticket)")
+            yield Select([(x, x) for x in AUTH_METHODS], value=p.auth, allow_blank=False,
+                         id="auth")  # fmt: skip
+            schedule = p.schedule
+            yield Static(
+                f"Schedule: {schedule.describe() if schedule else 'none'} (change it with "
+                f"'backdown schedule set {p.name} --every 24h' or the menu)"
+            )
+            yield Static("", id="problem")
+        yield Footer()
+
+    def edited(self, base: Profile | None = None) -> Profile:
+        """The values on screen over `base` (the profile as saved now: a change made
+        meanwhile elsewhere to what this screen does not show is kept); UsageError says
+        which value is wrong."""
+        values: dict[str, object] = {
+            "mode": self.query_one("#mode", Select).value,
+            "excludes": validate_excludes(
+                [
+                    line
+                    for line in self.query_one("#excludes", TextArea).text.splitlines()
+                    if line.strip()
+                ]  # fmt: skip
+            ),
+            "keep_versions_days": validate_keep_days(
+                self.query_one("#keep_versions_days", Input).value
+            ),
+            "protocol": self.query_one("#protocol", Select).value,
+            "encrypt": self.query_one("#encrypt", Checkbox).value,
+            "auth": self.query_one("#auth", Select).value,
+        }
+        for count in COUNTS:
+            values[count] = self.query_one(f"#{count}", Input).value
+        profile = dataclasses.replace(base or self.profile, **values)  # type: ignore[arg-type]
+        return validate_profile(profile)
+
+    def on_input_changed(self) -> None:
+        self._check()
+
+    def on_select_changed(self) -> None:
+        self._check()
+
+    def on_checkbox_changed(self) -> None:
+        self._check()
+
+    def _check(self) -> Profile | None:
+        problem = self.query_one("#problem", Static)
+        try:
+            profile = self.edited()
+        except UsageError as err:
+            problem.update(str(err))
+            return None
+        problem.update("")
+        return profile
+
+    def action_save(self) -> None:
+        if self._check() is None:
+            return
+        try:
+            store = ProfileStore.load(self.env.config_path)
+            profile = self.edited(store.get(self.profile.name))
+            store.replace(profile.name, profile)
+            store.save()
+        except BackdownError as err:
+            self.query_one("#problem", Static).update(f"error: {err}")
+            return
+        self.app.pop_screen()
