@@ -196,7 +196,7 @@ async def test_a_missing_password_is_asked_in_a_masked_field_and_not_kept(
     assert not (config / "credentials").exists(), "a typed password is for this run only"
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pytest.mark.parametrize("size", [(60, 20), (80, 24), (120, 40)], ids=["60x20", "80x24", "120x40"])
 def test_home_looks_the_same(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
     config = tmp_path / "config"
     for name, folder in (("office", "/home/alice/Documents"), ("photos", "/home/alice/Photos")):
@@ -429,3 +429,47 @@ async def test_an_edit_keeps_what_another_program_changed_meanwhile(
         assert isinstance(pilot.app.screen, HomeScreen)
     shown = json.loads(run_cli(["profile", "show", "home", "--json"], config).out)
     assert (shown["server"], shown["keep_versions_days"]) == ("nas2.example.lan", 9)
+
+
+async def test_restore_as_of_an_older_snapshot_and_one_version_of_a_file(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    local = profile_on(tmp_path, config, samba, remote_dir)
+    report = local / "docs" / "report final.txt"
+    assert run_cli(["upload", "home"], config).code == 0
+    report.write_text("second draft, longer than the first\n")
+    assert run_cli(["upload", "home"], config).code == 0
+    snaps = json.loads(run_cli(["snapshots", "home", "--json"], config).out)["snapshots"]
+    assert len(snaps) == 2
+    older = snaps[0]["id"]
+    async with app_for(config).run_test(size=(100, 60)) as pilot:
+        await pilot.press("r")
+        screen = pilot.app.screen
+        assert isinstance(screen, RestoreScreen)
+        await until(pilot, lambda: "files backed up" in str(screen.query_one("#title").render()))
+        screen.query_one("#snapshot").value = older  # the timeline: the first backup
+        screen.query_one("#target").value = str(tmp_path / "as-of")
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
+        assert "0 failed." in summary_of(pilot.app), summary_of(pilot.app)
+        await pilot.press("escape")
+        await pilot.pause()
+        # One version of one file: tick it, list its versions (v), pick the older.
+        tree = screen.query_one("#tree")
+        docs = next(n for n in tree.root.children if n.data == "docs")
+        docs.expand()
+        await pilot.pause()
+        node = next(n for n in docs.children if n.data == "docs/report final.txt")
+        tree.move_cursor(node)
+        await pilot.press("space", "v")
+        versions = screen.query_one("#versions")
+        await until(pilot, lambda: "replaced" in str(versions.render()))
+        assert "  1  " in str(versions.render()) and "  2  " in str(versions.render())
+        screen.query_one("#version").value = "2"
+        screen.query_one("#target").value = str(tmp_path / "one-version")
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
+        assert "0 failed." in summary_of(pilot.app), summary_of(pilot.app)
+    first = "quarterly numbers\n"
+    assert (tmp_path / "as-of" / "docs" / "report final.txt").read_text() == first
+    assert (tmp_path / "one-version" / "docs" / "report final.txt").read_text() == first
