@@ -68,6 +68,7 @@ from backdown.smb import (
     RemoteFileError,
     Session,
 )
+from backdown.smb.connect import ShareInfo, list_shares
 from backdown.smb.kerberos import principal_for, ticket_principal
 from backdown.smb.transport import connector_for
 from backdown.transfer import Meter, WorkerPool
@@ -1084,6 +1085,25 @@ def backed_up(
         encoded = names_encoded(session, root) is not False
         tree = walk_remote(session, root, PathFilter(profile.excludes), encoded) or Tree()
     return sorted(tree.files), sorted(tree.dirs)
+
+
+def shares_on(profile: Profile, password: str) -> list[ShareInfo]:
+    """The server's disk shares, for picking one (the profile's share is not opened)."""
+    return list_shares(endpoint_for(profile, password))
+
+
+def folders_in(
+    profile: Profile, password: str, path: str = "", using: Collaborators = Collaborators()
+) -> list[str]:
+    """The folders in `path` of the profile's share (its root by default), for picking the
+    remote folder; BackDown's own folder left out."""
+    profile, using = prepared(profile, using)
+    with using.open(endpoint_for(profile, password), None) as session:
+        entries = session.listdir(path)
+    return sorted(
+        (e.name for e in entries if e.is_dir and e.name not in (".", "..", META_DIR)),
+        key=str.casefold,
+    )
 
 
 def top_level(profile: Profile, password: str, using: Collaborators = Collaborators()) -> list[str]:

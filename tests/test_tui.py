@@ -21,6 +21,7 @@ from samba import SambaServer
 from backdown.environment import Environment
 from backdown.tui import unavailable
 from backdown.tui.app import BackDownApp
+from backdown.tui.choice import ChoiceScreen
 from backdown.tui.home import HomeScreen
 from backdown.tui.password import PasswordScreen
 from backdown.tui.profile_form import ProfileForm
@@ -473,3 +474,30 @@ async def test_restore_as_of_an_older_snapshot_and_one_version_of_a_file(
     first = "quarterly numbers\n"
     assert (tmp_path / "as-of" / "docs" / "report final.txt").read_text() == first
     assert (tmp_path / "one-version" / "docs" / "report final.txt").read_text() == first
+
+
+async def test_browse_lists_the_shares_and_then_the_folders(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    async with app_for(config).run_test(size=(100, 60)) as pilot:
+        await pilot.pause()
+        form = form_of(pilot.app)
+        await fill(pilot, form, server="127.0.0.1", port=str(samba.port), user=samba.user,
+                   password=samba.password)  # fmt: skip
+        await pilot.press("ctrl+b")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ChoiceScreen))
+        picker = pilot.app.screen
+        assert isinstance(picker, ChoiceScreen)
+        assert [value for _, value in picker.choices] == ["backup", "readonly"]
+        await pilot.press("enter")  # the first: backup
+        await until(pilot, lambda: pilot.app.screen is form)
+        assert form.value("share") == "backup"
+        await pilot.press("ctrl+b")  # now the folders of that share
+        await until(pilot, lambda: isinstance(pilot.app.screen, ChoiceScreen))
+        picker = pilot.app.screen
+        assert isinstance(picker, ChoiceScreen)
+        values = [value for _, value in picker.choices]
+        assert values[0] == "" and remote_dir in values and ".backdown" not in values
+        await pilot.press(*["down"] * values.index(remote_dir), "enter")
+        await until(pilot, lambda: pilot.app.screen is form)
+        assert form.value("remote_folder") == remote_dir

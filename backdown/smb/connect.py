@@ -6,10 +6,11 @@ import functools
 import ipaddress
 import socket
 import threading
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from smb.base import NotConnectedError, NotReadyError, SMBTimeout
+from smb.base import NotConnectedError, NotReadyError, SharedDevice, SMBTimeout
 from smb.smb2_constants import SMB2_COM_SESSION_SETUP
 from smb.smb_structs import ProtocolError
 from smb.SMBConnection import SMBConnection
@@ -68,15 +69,7 @@ def connect(endpoint: Endpoint, cancel: threading.Event | None = None) -> SmbSes
         raise KerberosError(
             "the SMB 2 transport (pysmb) has no Kerberos logon; use --protocol auto or smb3"
         )
-    conn = _Connection(
-        endpoint.user,
-        endpoint.password,
-        endpoint.client_name,
-        "*SMBSERVER" if _is_ip(endpoint.server) else endpoint.server.split(".")[0].upper()[:15],
-        domain=endpoint.domain,
-        use_ntlm_v2=True,
-        is_direct_tcp=True,
-    )
+    conn = _new_connection(endpoint)
     try:
         ok = _logon(conn, endpoint)
         if not ok:
@@ -104,6 +97,18 @@ def connect(endpoint: Endpoint, cancel: threading.Event | None = None) -> SmbSes
         max_write=int(conn.max_write_size),
         max_transact=int(conn.max_transact_size),
         close=conn.close,
+    )
+
+
+def _new_connection(endpoint: Endpoint) -> _Connection:
+    return _Connection(
+        endpoint.user,
+        endpoint.password,
+        endpoint.client_name,
+        "*SMBSERVER" if _is_ip(endpoint.server) else endpoint.server.split(".")[0].upper()[:15],
+        domain=endpoint.domain,
+        use_ntlm_v2=True,
+        is_direct_tcp=True,
     )
 
 
@@ -161,6 +166,45 @@ def _logon(conn: _Connection, endpoint: Endpoint) -> bool:
             f"cannot talk SMB with {endpoint.where} ({exc.__class__.__name__}); is this an SMB "
             "server and port?"
         ) from None
+
+
+@dataclass(frozen=True)
+class ShareInfo:
+    name: str
+    comment: str
+
+
+def list_shares(endpoint: Endpoint) -> list[ShareInfo]:
+    """The server's disk shares, as a user would pick one (no IPC$, printers or the hidden
+    administrative shares), through pysmb's NetShareEnum on IPC$ (SMB 2.0.2 servers; an
+    SMB 3-only server refuses with DialectRefused). The endpoint's share is not used."""
+    check_pysmb()
+    if endpoint.kerberos:
+        raise KerberosError(
+            "listing the shares needs an NTLM logon (the SMB 2 transport has no Kerberos); "
+            "type the share's name"
+        )
+    conn = _new_connection(endpoint)
+    try:
+        if not _logon(conn, endpoint):
+            status = conn.setup_status or logon.STATUS_LOGON_FAILURE
+            raise logon.refused(
+                status, endpoint.where, logon.who(endpoint.user), f"status 0x{status:08X}"
+            )
+        try:
+            found = conn.listShares(timeout=int(endpoint.timeout))
+        except Exception as exc:  # pysmb's RPC errors come bare
+            raise ConnectError(
+                f"{endpoint.where} would not list its shares ({exc.__class__.__name__}); "
+                "type the share's name"
+            ) from None
+    finally:
+        conn.close()
+    return sorted(
+        (ShareInfo(s.name, s.comments or "") for s in found
+         if s.type == SharedDevice.DISK_TREE and not s.isSpecial and not s.name.endswith("$")),
+        key=lambda s: s.name.casefold(),
+    )  # fmt: skip
 
 
 class DialectRefused(ConnectError):

@@ -73,6 +73,7 @@ class ProfileForm(Screen[str | None]):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+t", "test", "Test"),
+        Binding("ctrl+b", "browse", "Browse shares and folders"),
         Binding("escape", "cancel", "Cancel"),
     ]
     DEFAULT_CSS = """
@@ -104,6 +105,7 @@ class ProfileForm(Screen[str | None]):
                 )
                 yield Static("", id=f"{field}-error", classes="error")
             with Horizontal():
+                yield Button("Browse", id="browse")
                 yield Button("Test", id="test")
                 yield Button("Save", id="save", variant="primary")
                 yield Button("Cancel", id="cancel")
@@ -203,9 +205,9 @@ class ProfileForm(Screen[str | None]):
     # ------------------------------------------------------------------ actions
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        {"test": self.action_test, "save": self.action_save, "cancel": self.action_cancel}[
-            event.button.id or "cancel"
-        ]()
+        actions = {"test": self.action_test, "save": self.action_save,
+                   "cancel": self.action_cancel, "browse": self.action_browse}  # fmt: skip
+        actions[event.button.id or "cancel"]()
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -234,10 +236,8 @@ class ProfileForm(Screen[str | None]):
             return
         self.dismiss(profile.name)
 
-    def action_test(self) -> None:
-        profile = self.profile()
-        if profile is None:
-            return
+    def _logon(self, profile: Profile) -> str | None:
+        """The password typed, or the saved one when editing; None (and why shown) if none."""
         password = self.query_one("#password", Input).value
         if not password and self.existing is not None and profile.user:
             from backdown.credentials import resolve_logon
@@ -246,7 +246,68 @@ class ProfileForm(Screen[str | None]):
                 profile, password = resolve_logon(profile, self.env)
             except BackdownError as err:
                 self._show_error("password", str(err))
-                return
+                return None
+        return password
+
+    def action_browse(self) -> None:
+        """Pick the share from the server's list, then the folder from the share's."""
+        if not all(self.check(field) for field in ("server", "port", "user", "domain")):
+            return
+        share = self.value("share")
+        draft = Profile(name="browse", local=".", server=self.value("server"),
+                        share=share or "IPC$", port=int(self.value("port") or DEFAULT_PORT),
+                        user=self.value("user"), domain=self.value("domain"),
+                        remote_folder=self.value("remote_folder"))  # fmt: skip
+        password = self._logon(draft)
+        if password is None:
+            return
+        self.query_one("#result", Static).update("listing ...")
+        self.run_worker(lambda: self._browse(draft, password, bool(share)), thread=True,
+                        exit_on_error=False)  # fmt: skip
+
+    def _browse(self, draft: Profile, password: str, has_share: bool) -> None:
+        """In a worker thread: the shares (no share typed yet) or the folders below the
+        folder typed; the pick is offered on the screen."""
+        try:
+            if not has_share:
+                shares = engine.shares_on(draft, password)
+                choices = [(f"{s.name}  {s.comment}".rstrip(), s.name) for s in shares]
+                title, field = f"Shares on {draft.server}", "share"
+            else:
+                folders = engine.folders_in(draft, password, draft.remote_folder)
+                base = draft.remote_folder.strip("/")
+                here = f"(this folder: {base or 'the share root'})"
+                choices = [(here, base)] + [
+                    (name + "/", f"{base}/{name}" if base else name) for name in folders
+                ]
+                title, field = f"Folders in {draft.share}/{base}", "remote_folder"
+        except BackdownError as err:
+            self.app.call_from_thread(self._tested, None, err)
+            return
+        self.app.call_from_thread(self._offer, title, field, choices)
+
+    def _offer(self, title: str, field: str, choices: list[tuple[str, str]]) -> None:
+        from backdown.tui.choice import ChoiceScreen
+
+        self.query_one("#result", Static).update("")
+        if not choices:
+            self.query_one("#result", Static).update(f"{title}: none found; type it")
+            return
+        self.app.push_screen(
+            ChoiceScreen(title, choices), lambda picked: self._picked(field, picked)
+        )
+
+    def _picked(self, field: str, value: str | None) -> None:
+        if value is not None:
+            self._fill(**{field: value})
+
+    def action_test(self) -> None:
+        profile = self.profile()
+        if profile is None:
+            return
+        password = self._logon(profile)
+        if password is None:
+            return
         self.query_one("#result", Static).update("testing ...")
         self.run_worker(lambda: self._test(profile, password), thread=True, exit_on_error=False)
 
