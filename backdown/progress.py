@@ -116,24 +116,26 @@ class NoticePrinter(Subscriber):
 
 
 class RichProgress(Subscriber):
-    """A rich progress bar with bytes, files, rate and ETA; appears once a run passes 1 s."""
+    """A rich progress bar with bytes, files, rate and ETA; appears once a run passes 1 s.
+
+    The rate and the time left come from a Tally (over the last 5 s), not rich's own
+    estimate, which swung with every burst of small files."""
 
     DELAY = 1.0
+    REDRAW = 0.25  # seconds between updates of the rate and time left
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
         self._lock = threading.Lock()
         self._progress: Progress | None = None
         self._task: TaskID | None = None
-        self._files_total = 0
-        self._files_done = 0
-        self._bytes_total = 0
-        self._bytes_done = 0
+        self._tally = Tally()
         self._began = time.monotonic()
+        self._sampled = 0.0
+        self._operation = "Restoring"
 
     def on_plan(self, operation: str, plan: Plan) -> None:
-        self._files_total = len(plan.copies)
-        self._bytes_total = plan.copy_bytes
+        self._tally.on_plan(operation, plan)
         self._operation = {"upload": "Backing up", "verify": "Verifying"}.get(
             operation, "Restoring"
         )
@@ -143,55 +145,70 @@ class RichProgress(Subscriber):
         if self._progress is not None or time.monotonic() - self._began < self.DELAY:
             return
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             DownloadColumn(),
-            TransferSpeedColumn(),
+            TextColumn("{task.fields[rate]}"),
             TextColumn("{task.fields[files]}"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=Console(file=self.stream),
             transient=True,
         )
         self._task = self._progress.add_task(
             self._operation,
-            total=self._bytes_total or None,
-            completed=self._bytes_done,
+            total=self._tally.bytes_total or None,
+            completed=self._tally.bytes_done,
             files=self._files_text(),
+            rate="",
+            eta="",
         )
         self._progress.start()
 
     def _files_text(self) -> str:
-        return f"{self._files_done}/{self._files_total} files"
+        return f"{self._tally.files_done:,}/{self._tally.files_total:,} files"
+
+    def _update(self) -> None:
+        self._ensure_started()
+        if self._progress is None or self._task is None:
+            return
+        now = time.monotonic()
+        if now - self._sampled >= self.REDRAW:
+            self._sampled = now
+            self._tally.sample()
+            rate, eta = self._tally.rate(), self._tally.eta()
+            self._progress.update(
+                self._task,
+                rate=f"{rate / 1e6:.1f} MB/s" if rate > 0 else "",
+                eta=_clock(eta) if eta is not None else "",
+            )
+        self._progress.update(
+            self._task, completed=self._tally.bytes_done, files=self._files_text()
+        )
 
     def on_progress(self, nbytes: int) -> None:
         with self._lock:
-            self._bytes_done += nbytes
-            self._ensure_started()
-            if self._progress is not None and self._task is not None:
-                self._progress.update(self._task, completed=self._bytes_done)
+            self._tally.on_progress(nbytes)
+            self._update()
 
     def on_file_done(self, path: str, error: str | None) -> None:
         with self._lock:
-            self._files_done += 1
-            self._ensure_started()
-            if self._progress is not None and self._task is not None:
-                self._progress.update(self._task, files=self._files_text())
+            self._tally.on_file_done(path, error)
+            self._update()
 
     def on_finish(self) -> None:
         with self._lock:
             if self._progress is not None:
                 self._progress.stop()
                 self._progress = None
+
+
+def _clock(seconds: float) -> str:
+    """Time left as h:mm:ss."""
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 class Tally(Subscriber):

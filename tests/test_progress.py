@@ -14,7 +14,7 @@ import pexpect
 from helpers import REPO, SlowRelay, add_profile, assert_same_tree, run_cli
 from samba import SambaServer
 
-from backdown.progress import Recording
+from backdown.progress import Recording, Tally
 from backdown.report import RunReport
 
 
@@ -97,3 +97,21 @@ def test_subscribers_hear_every_file_and_byte(
     assert recording.bytes == sum(sizes.values()) == report.bytes_transferred
     finished = [value for kind, value in recording.events if kind == "done"]
     assert sorted(finished) == sorted((path, None) for path in sizes)
+
+
+def test_the_rate_and_time_left_are_smoothed_over_the_last_seconds() -> None:
+    now = [0.0]
+    tally = Tally(clock=lambda: now[0])
+    tally.bytes_total = 400_000_000
+    rates = []
+    for tick in range(80):  # 20 s of bursts: 4 MB in one quarter second, nothing in the next
+        now[0] = tick * 0.25
+        tally.on_progress(4_000_000 if tick % 2 == 0 else 0)
+        tally.sample()
+        if now[0] >= Tally.WINDOW:
+            rates.append(tally.rate())
+    # Each quarter second alone swings between 16 MB/s and 0; the rate shown stays near 8.
+    assert rates and all(7.5e6 <= rate <= 8.9e6 for rate in rates), rates
+    eta = tally.eta()
+    assert eta is not None and abs(eta - (400e6 - tally.bytes_done) / tally.rate()) < 1e-6
+    assert Tally().eta() is None, "no time left before a rate is known"

@@ -501,3 +501,17 @@ async def test_browse_lists_the_shares_and_then_the_folders(
         await pilot.press(*["down"] * values.index(remote_dir), "enter")
         await until(pilot, lambda: pilot.app.screen is form)
         assert form.value("remote_folder") == remote_dir
+
+
+def test_the_run_screen_looks_the_same(snap_compare: Any, tmp_path: Path) -> None:
+    """A run that ends at once (nothing listens on port 1), so what it shows is fixed."""
+    config = tmp_path / "config"
+    args = ["profile", "add", "office", "--local", "/home/alice/Documents", "--server",
+            "127.0.0.1", "--port", "1", "--share", "backup"]  # fmt: skip
+    assert run_cli(args, config).code == 0
+
+    async def back_up(pilot: Any) -> None:
+        await pilot.press("b")
+        await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
+
+    assert snap_compare(app_for(config), terminal_size=(80, 24), run_before=back_up)

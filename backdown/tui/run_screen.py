@@ -61,6 +61,7 @@ class RunScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#bar", ProgressBar).display = False
         verb = TITLES.get(self.operation, self.operation)
         self.query_one("#title", Static).update(f"{verb} '{self.profile_name}'")
         with_logon(self, self.env, self.profile_name, self._start,
@@ -94,6 +95,8 @@ class RunScreen(Screen[None]):
         tally = self.tally
         tally.sample()
         bar = self.query_one("#bar", ProgressBar)
+        # Shown once the plan says how much is to go: no bouncing bar before that.
+        bar.display = bool(tally.bytes_total)
         if tally.bytes_total:
             bar.update(total=tally.bytes_total, progress=tally.bytes_done)
         rate, eta = tally.rate(), tally.eta()
@@ -105,7 +108,8 @@ class RunScreen(Screen[None]):
             numbers += f", {human_size(int(rate))}/s"
         if eta is not None:
             numbers += f", about {age_text(eta)} left" if eta >= 60 else ", under a minute left"
-        self.query_one("#numbers", Static).update(numbers)
+        # Nothing to count before the plan (and nothing at all for a run that ended first).
+        self.query_one("#numbers", Static).update(numbers if tally.operation else "")
         flight = sorted(tally.in_flight)
         self.query_one("#flight", Static).update(
             "now: " + ", ".join(flight[:4]) + (" ..." if len(flight) > 4 else "") if flight else ""
