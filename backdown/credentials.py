@@ -66,43 +66,20 @@ def resolve_logon(
             profile = dataclasses.replace(profile, user=user, domain=domain)
     if profile.auth == "kerberos":
         return profile, ""  # the user's ticket: no password is looked up or asked for
-    if (
-        profile.auth == "auto"
-        and profile.user
-        and not _has_password(profile, env, password_stdin)
-        and ticket_principal(env.environ) is not None
-    ):
-        return dataclasses.replace(profile, auth="kerberos"), ""
+    if profile.auth == "auto" and profile.user:
+        at_hand = _password_at_hand(profile, env, password_stdin)
+        if at_hand is not None:
+            return profile, at_hand
+        if ticket_principal(env.environ) is not None:
+            return dataclasses.replace(profile, auth="kerberos"), ""
     password = resolve_password(profile, env, password_stdin=password_stdin, prompt=prompt)
     return profile, password
 
 
-def _has_password(profile: Profile, env: Environment, password_stdin: bool) -> bool:
-    """Whether a password is at hand without asking anyone for it."""
-    if password_stdin or env.environ.get(PASSWORD_VAR):
-        return True
-    if _keyring_get(profile.name) is not None:
-        return True
-    if profile.credentials_file:
-        return "password" in read_credentials_file(profile.credentials_file)
-    return False
-
-
-def resolve_password(
-    profile: Profile,
-    env: Environment,
-    *,
-    password_stdin: bool = False,
-    prompt: Callable[[str], str] | None = None,
-) -> str:
-    """The password to log in with, from the first source that has one.
-
-    A guest profile (empty user) gets "" without looking anywhere. The profile's user always
-    wins over a username= line in the credentials file. An empty BACKDOWN_PASSWORD counts as
-    unset: it is far more often left over than meant.
-    """
-    if not profile.user:
-        return ""
+def _password_at_hand(profile: Profile, env: Environment, password_stdin: bool) -> str | None:
+    """The password from the first source that has one, without asking anyone; None when
+    none has. An empty BACKDOWN_PASSWORD counts as unset: it is far more often left over
+    than meant."""
     if password_stdin:
         return _read_stdin_password(env)
     from_env = env.environ.get(PASSWORD_VAR)
@@ -112,9 +89,28 @@ def resolve_password(
     if stored is not None:
         return stored
     if profile.credentials_file:
-        password = read_credentials_file(profile.credentials_file).get("password")
-        if password is not None:
-            return password
+        return read_credentials_file(profile.credentials_file).get("password")
+    return None
+
+
+def resolve_password(
+    profile: Profile,
+    env: Environment,
+    *,
+    password_stdin: bool = False,
+    prompt: Callable[[str], str] | None = None,
+) -> str:
+    """The password to log in with, from the first source that has one (_password_at_hand),
+    else asked with `prompt`.
+
+    A guest profile (empty user) gets "" without looking anywhere. The profile's user always
+    wins over a username= line in the credentials file.
+    """
+    if not profile.user:
+        return ""
+    at_hand = _password_at_hand(profile, env, password_stdin)
+    if at_hand is not None:
+        return at_hand
     if prompt is not None:
         who = f"{profile.domain}\\{profile.user}" if profile.domain else profile.user
         return prompt(f"Password for {who}@{profile.server}: ")

@@ -51,6 +51,8 @@ from backdown.schedule_commands import (
 )
 
 MAX_TRANSFERS = 64  # as the command line's --transfers
+QUIT = "q"
+NO_PROFILE = "no profile yet: create one first"
 
 
 def _show_menu() -> None:
@@ -58,8 +60,6 @@ def _show_menu() -> None:
 
 
 _SHOW_MENU = _show_menu
-QUIT = "q"
-NO_PROFILE = "no profile yet: create one first"
 
 
 def run_menu(env: Environment, store: ProfileStore, io: Prompter | None = None) -> int:
