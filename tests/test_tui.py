@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SlowRelay, add_profile, make_tree, run_cli, tree_bytes
+from helpers import SlowRelay, add_profile, crontab_text, make_tree, run_cli, tree_bytes
 from samba import SambaServer
 
 from backdown.environment import Environment
 from backdown.tui import unavailable
 from backdown.tui.app import BackDownApp
 from backdown.tui.choice import ChoiceScreen
+from backdown.tui.history_screen import HistoryScreen
 from backdown.tui.home import HomeScreen
 from backdown.tui.password import PasswordScreen
 from backdown.tui.profile_form import ProfileForm
@@ -515,3 +516,54 @@ def test_the_run_screen_looks_the_same(snap_compare: Any, tmp_path: Path) -> Non
         await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
 
     assert snap_compare(app_for(config), terminal_size=(80, 24), run_before=back_up)
+
+
+async def test_history_lists_the_runs_of_the_profile_newest_first(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
+) -> None:
+    profile_on(tmp_path, config, samba, remote_dir)
+    assert run_cli(["upload", "home"], config).code == 0
+    assert run_cli(["test", "home"], config).code == 0
+    async with app_for(config).run_test(size=(120, 40)) as pilot:
+        await pilot.press("h")
+        screen = pilot.app.screen
+        assert isinstance(screen, HistoryScreen)
+        table = screen.query_one("DataTable")
+        rows = [tuple(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
+        assert [r[1:3] for r in rows] == [("test (manual)", "ok"), ("upload (manual)", "ok")]
+        assert rows[1][3:5] == ("6", "100.0 KB"), rows  # make_tree's six files
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, HomeScreen)
+
+
+async def test_a_schedule_set_in_settings_installs_the_job_and_clearing_it_removes_it(
+    tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str, crontab: None
+) -> None:
+    profile_on(tmp_path, config, samba, remote_dir)
+    environ = {"PATH": os.environ.get("PATH", "")}
+    async with app_for(config, environ).run_test(size=(100, 80)) as pilot:
+        await pilot.press("s")
+        screen = pilot.app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#every").value = "2m"
+        await pilot.pause()
+        assert "too short" in str(screen.query_one("#problem").render())
+        screen.query_one("#every").value = "4h"
+        screen.query_one("#between").value = "08:00-19:00"
+        screen.query_one("#days").value = "mon-fri"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HomeScreen))
+        assert "# backdown:run-due" in crontab_text()
+        (row,) = home_rows(pilot.app)
+        assert row[3] != "when you ask", row
+        await pilot.press("s")
+        screen = pilot.app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#every").value = ""
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HomeScreen))
+    assert "backdown:run-due" not in crontab_text()
+    shown = json.loads(run_cli(["profile", "show", "home", "--json"], config).out)
+    assert shown["schedule_every"] == ""

@@ -30,6 +30,7 @@ class HomeScreen(Screen[None]):
         Binding("t", "test", "Test"),
         Binding("e", "edit", "Edit"),
         Binding("s", "settings", "Settings"),
+        Binding("h", "history", "History", show=False),
         Binding("n", "new", "New"),
         Binding("u", "use", "Make current", show=False),
         Binding("q", "app.quit", "Quit"),
@@ -114,6 +115,13 @@ class HomeScreen(Screen[None]):
         row = self.selected()
         if row is not None:
             self.app.push_screen(RestoreScreen(self.env, row.name))
+
+    def action_history(self) -> None:
+        from backdown.tui.history_screen import HistoryScreen
+
+        row = self.selected()
+        if row is not None:
+            self.app.push_screen(HistoryScreen(self.env, row.name))
 
     def action_new(self) -> None:
         from backdown.tui.profile_form import ProfileForm

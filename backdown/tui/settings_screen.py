@@ -1,8 +1,9 @@
 """Settings: what a profile has beyond where it goes, which the menu's Edit does not ask:
 mode (copy or mirror), excludes, how long versions are kept (and the daily, weekly,
-monthly snapshots beside them), the transport, encryption and logon. Each is checked as it
-changes; Ctrl-S saves them all or says which one is wrong. The schedule is shown, and set
-with `backdown schedule set` or the menu (it installs a job of the operating system)."""
+monthly snapshots beside them), the transport, encryption and logon, and the schedule.
+Each is checked as it changes; Ctrl-S saves them all or says which one is wrong. A changed
+schedule goes through the same steps as `backdown schedule set` (the OS job, and the
+password a scheduled run can reach)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ from backdown.profile import (
     validate_excludes,
     validate_keep_days,
     validate_profile,
+    validate_schedule,
 )
 from backdown.profile_store import ProfileStore
+from backdown.schedule_commands import remove_schedule, set_schedule
 
 PROTOCOLS = ("auto", "smb2", "smb3")
 COUNTS = ("keep_daily", "keep_weekly", "keep_monthly")
@@ -66,10 +69,16 @@ class SettingsScreen(Screen[None]):
             yield Label("Log on with (auto: the password, else your Kerberos ticket)")
             yield Select([(x, x) for x in AUTH_METHODS], value=p.auth, allow_blank=False,
                          id="auth")  # fmt: skip
-            schedule = p.schedule
-            yield Static(
-                f"Schedule: {schedule.describe() if schedule else 'none'} (change it with "
-                f"'backdown schedule set {p.name} --every 24h' or the menu)"
+            yield Label("Back up automatically every (like 24h, 4h, 30m; empty: only by hand)")
+            yield Input(p.schedule_every, id="every", compact=True)
+            yield Label("... only between (HH:MM-HH:MM; empty: any time of day)")
+            yield Input(p.schedule_between, id="between", compact=True)
+            yield Label("... only on (like mon-fri; empty: every day)")
+            yield Input(p.schedule_days, id="days", compact=True)
+            yield Checkbox(
+                "Keep the password in a file only you can read (scheduled runs on Linux "
+                "cannot open the keyring)",
+                id="keep_file",
             )
             yield Static("", id="problem")
         yield Footer()
@@ -96,8 +105,16 @@ class SettingsScreen(Screen[None]):
         }
         for count in COUNTS:
             values[count] = self.query_one(f"#{count}", Input).value
+        every, between, days = self.schedule()
+        if every:
+            validate_schedule(every, between, days)
         profile = dataclasses.replace(base or self.profile, **values)  # type: ignore[arg-type]
         return validate_profile(profile)
+
+    def schedule(self) -> tuple[str, str, str]:
+        return tuple(  # type: ignore[return-value]
+            self.query_one(f"#{f}", Input).value.strip() for f in ("every", "between", "days")
+        )
 
     def on_input_changed(self) -> None:
         self._check()
@@ -126,7 +143,24 @@ class SettingsScreen(Screen[None]):
             profile = self.edited(store.get(self.profile.name))
             store.replace(profile.name, profile)
             store.save()
+            lines = self._save_schedule(store, profile)
         except BackdownError as err:
             self.query_one("#problem", Static).update(f"error: {err}")
             return
+        if lines:
+            self.app.notify("\n".join(lines), timeout=10)
         self.app.pop_screen()
+
+    def _save_schedule(self, store: ProfileStore, profile: Profile) -> list[str]:
+        """The schedule as on screen, when it changed: set (with its OS job) or removed."""
+        every, between, days = self.schedule()
+        if every:
+            every, between, days = validate_schedule(every, between, days)
+        now = (profile.schedule_every, profile.schedule_between, profile.schedule_days)
+        if (every, between, days) == now:
+            return []
+        if not every:
+            return remove_schedule(self.env, store, profile.name)
+        keep_file = self.query_one("#keep_file", Checkbox).value
+        return set_schedule(self.env, store, profile.name, every, between, days,
+                            save_password_file=keep_file)  # fmt: skip
