@@ -567,3 +567,15 @@ async def test_a_schedule_set_in_settings_installs_the_job_and_clearing_it_remov
     assert "backdown:run-due" not in crontab_text()
     shown = json.loads(run_cli(["profile", "show", "home", "--json"], config).out)
     assert shown["schedule_every"] == ""
+
+
+async def test_the_form_never_tries_an_empty_password(tmp_path: Path, config: Path) -> None:
+    async with app_for(config).run_test(size=(100, 60)) as pilot:
+        await pilot.pause()
+        form = form_of(pilot.app)
+        await fill(pilot, form, name="office", local=str(tmp_path), server="127.0.0.1",
+                   port="1", share="backup", user="alice")  # fmt: skip
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert error_under(form, "password") == "type the password first"
+        assert "testing" not in str(form.query_one("#result").render())

@@ -18,9 +18,16 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from backdown import engine
-from backdown.credentials import save_password
+from backdown.credentials import resolve_logon, save_password
 from backdown.environment import Environment
-from backdown.errors import AuthError, BackdownError, ConnectError, ShareError, UsageError
+from backdown.errors import (
+    AuthError,
+    BackdownError,
+    ConnectError,
+    CredentialsError,
+    ShareError,
+    UsageError,
+)
 from backdown.profile import (
     DEFAULT_PORT,
     Profile,
@@ -236,18 +243,23 @@ class ProfileForm(Screen[str | None]):
             return
         self.dismiss(profile.name)
 
-    def _logon(self, profile: Profile) -> str | None:
-        """The password typed, or the saved one when editing; None (and why shown) if none."""
-        password = self.query_one("#password", Input).value
-        if not password and self.existing is not None and profile.user:
-            from backdown.credentials import resolve_logon
-
-            try:
-                profile, password = resolve_logon(profile, self.env)
-            except BackdownError as err:
-                self._show_error("password", str(err))
-                return None
-        return password
+    def _logon(self, profile: Profile) -> tuple[Profile, str] | None:
+        """How a test or a browse logs on: with the password typed; else the one saved for
+        this profile, or the user's Kerberos ticket (auth auto). None, and why shown under
+        Password, when there is none: an empty password is never tried (a server counts it
+        as a failed logon)."""
+        typed = self.query_one("#password", Input).value
+        if typed or not profile.user:
+            return profile, typed
+        if self.existing is not None:  # the saved password is filed under the real name
+            profile = dataclasses.replace(profile, name=self.existing.name)
+        try:
+            return resolve_logon(profile, self.env)
+        except CredentialsError:
+            self._show_error("password", "type the password first")
+        except BackdownError as err:
+            self._show_error("password", str(err))
+        return None
 
     def action_browse(self) -> None:
         """Pick the share from the server's list, then the folder from the share's."""
@@ -258,11 +270,11 @@ class ProfileForm(Screen[str | None]):
                         share=share or "IPC$", port=int(self.value("port") or DEFAULT_PORT),
                         user=self.value("user"), domain=self.value("domain"),
                         remote_folder=self.value("remote_folder"))  # fmt: skip
-        password = self._logon(draft)
-        if password is None:
+        logon = self._logon(draft)
+        if logon is None:
             return
         self.query_one("#result", Static).update("listing ...")
-        self.run_worker(lambda: self._browse(draft, password, bool(share)), thread=True,
+        self.run_worker(lambda: self._browse(*logon, bool(share)), thread=True,
                         exit_on_error=False)  # fmt: skip
 
     def _browse(self, draft: Profile, password: str, has_share: bool) -> None:
@@ -305,11 +317,11 @@ class ProfileForm(Screen[str | None]):
         profile = self.profile()
         if profile is None:
             return
-        password = self._logon(profile)
-        if password is None:
+        logon = self._logon(profile)
+        if logon is None:
             return
         self.query_one("#result", Static).update("testing ...")
-        self.run_worker(lambda: self._test(profile, password), thread=True, exit_on_error=False)
+        self.run_worker(lambda: self._test(*logon), thread=True, exit_on_error=False)
 
     def _test(self, profile: Profile, password: str) -> None:
         """In a worker thread: the connection check, its outcome shown in place."""
