@@ -579,3 +579,24 @@ async def test_the_form_never_tries_an_empty_password(tmp_path: Path, config: Pa
         await pilot.pause()
         assert error_under(form, "password") == "type the password first"
         assert "testing" not in str(form.query_one("#result").render())
+
+
+async def test_settings_keep_what_another_program_changed_meanwhile(
+    tmp_path: Path, config: Path
+) -> None:
+    local = tmp_path / "docs"
+    local.mkdir()
+    args = ["profile", "add", "home", "--local", str(local), "--server", "nas", "--share", "b"]
+    assert run_cli(args, config).code == 0
+    async with app_for(config).run_test(size=(100, 80)) as pilot:
+        await pilot.press("s")
+        screen = pilot.app.screen
+        assert isinstance(screen, SettingsScreen)
+        # Meanwhile, another terminal changes where the profile goes (not shown here).
+        assert run_cli(["profile", "edit", "home", "--server", "nas2"], config).code == 0
+        screen.query_one("#mode").value = "mirror"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HomeScreen))
+    shown = json.loads(run_cli(["profile", "show", "home", "--json"], config).out)
+    assert (shown["server"], shown["mode"]) == ("nas2", "mirror")
