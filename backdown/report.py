@@ -129,7 +129,8 @@ class RunReport:
     def _dry_run_lines(self, verbose: bool) -> list[str]:
         if self.operation == "download":
             aside = (
-                f"would keep aside {plural(self.files_versioned, 'local file')} that differ"
+                f"would keep aside {plural(self.files_versioned, 'local file')} that "
+                + ("differs" if self.files_versioned == 1 else "differ")
                 if self.files_versioned
                 else "nothing local would be replaced"
             )

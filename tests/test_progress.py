@@ -115,3 +115,22 @@ def test_the_rate_and_time_left_are_smoothed_over_the_last_seconds() -> None:
     eta = tally.eta()
     assert eta is not None and abs(eta - (400e6 - tally.bytes_done) / tally.rate()) < 1e-6
     assert Tally().eta() is None, "no time left before a rate is known"
+
+
+def test_summaries_count_in_words_and_show_a_rate_only_when_it_means_something() -> None:
+    tiny = RunReport("p", "upload", files_transferred=1, bytes_transferred=6_000, seconds=0.02,
+                     files_new=1)  # fmt: skip
+    (first, *_rest) = tiny.summary_lines()
+    assert first.startswith("Backed up 'p': 1 file sent (6.0 KB) in 0.0 s; 1 new"), first
+    assert "MB/s" not in first and "/s" not in first, "no 0.0 MB/s for a run this short"
+    big = RunReport("p", "download", files_transferred=3, bytes_transferred=40_000_000,
+                    seconds=4.0, files_versioned=1)  # fmt: skip
+    lines = big.summary_lines()
+    assert lines[0].startswith("Restored 'p': 3 files received (40.0 MB) in 4.0 s, 10.0 MB/s")
+    assert lines[1] == "  1 local file that differed kept aside (the folder is named below)."
+    dry = RunReport("p", "download", dry_run=True, files_new=2, files_changed=1,
+                    files_versioned=1)  # fmt: skip
+    assert (
+        "would restore 2 new and 1 changed file, 0 unchanged; would keep aside 1 local "
+        "file that differs" in dry.summary_lines()[1]
+    )
