@@ -1721,6 +1721,7 @@ def main(argv: list[str] | None = None) -> int:
         text = Report(bench, began).render()
         if args.profile:
             profile_dir = Path(args.profile).resolve()
+            profile_dir.mkdir(parents=True, exist_ok=True)  # a new folder is fine to name
             summary = profile_dir / "summary.md"
             profile_text = bench.run_profiles(profile_dir)
             summary.write_text(profile_text + "\n")
