@@ -80,6 +80,14 @@ def profile_on(
     return local
 
 
+def offline_profile(tmp: Path, config: Path) -> None:
+    """Profile 'home' on a server that is never reached (for screens that only edit)."""
+    local = tmp / "docs"
+    local.mkdir()
+    args = ["profile", "add", "home", "--local", str(local), "--server", "nas", "--share", "b"]
+    assert run_cli(args, config).code == 0
+
+
 def test_the_full_screen_ui_runs_only_on_a_real_terminal() -> None:
     piped = Environment(stdin=io.StringIO(), stdout=io.StringIO(), environ={})
     assert unavailable(piped) == "not a terminal"
@@ -375,10 +383,7 @@ async def test_restore_over_the_original_says_where_differing_files_go(
 
 
 async def test_settings_are_checked_as_they_change_and_saved(tmp_path: Path, config: Path) -> None:
-    local = tmp_path / "docs"
-    local.mkdir()
-    args = ["profile", "add", "home", "--local", str(local), "--server", "nas", "--share", "b"]
-    assert run_cli(args, config).code == 0
+    offline_profile(tmp_path, config)
     async with app_for(config).run_test(size=(100, 60)) as pilot:
         await pilot.press("s")
         screen = pilot.app.screen
@@ -415,10 +420,7 @@ async def test_settings_are_checked_as_they_change_and_saved(tmp_path: Path, con
 async def test_an_edit_keeps_what_another_program_changed_meanwhile(
     tmp_path: Path, config: Path
 ) -> None:
-    local = tmp_path / "docs"
-    local.mkdir()
-    args = ["profile", "add", "home", "--local", str(local), "--server", "nas", "--share", "b"]
-    assert run_cli(args, config).code == 0
+    offline_profile(tmp_path, config)
     async with app_for(config).run_test(size=(100, 60)) as pilot:
         await pilot.press("e")
         form = form_of(pilot.app)
@@ -584,10 +586,7 @@ async def test_the_form_never_tries_an_empty_password(tmp_path: Path, config: Pa
 async def test_settings_keep_what_another_program_changed_meanwhile(
     tmp_path: Path, config: Path
 ) -> None:
-    local = tmp_path / "docs"
-    local.mkdir()
-    args = ["profile", "add", "home", "--local", str(local), "--server", "nas", "--share", "b"]
-    assert run_cli(args, config).code == 0
+    offline_profile(tmp_path, config)
     async with app_for(config).run_test(size=(100, 80)) as pilot:
         await pilot.press("s")
         screen = pilot.app.screen

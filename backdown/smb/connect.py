@@ -17,7 +17,7 @@ from smb.SMBConnection import SMBConnection
 
 from backdown.errors import ConnectError, KerberosError, NoAnswer, UsageError
 from backdown.smb import logon
-from backdown.smb.endpoint import Endpoint
+from backdown.smb.endpoint import Endpoint, check_request_sizes
 from backdown.smb.session import SmbSession
 from backdown.smb.wire import Wire
 
@@ -223,12 +223,7 @@ def _check_dialect(conn: _Connection, endpoint: Endpoint) -> None:
             f"{endpoint.where} chose SMB dialect 0x{conn.dialect:04X}, but only 2.0.2 was "
             "offered; this server is not speaking SMB2 correctly"
         )
-    for name in ("max_read_size", "max_write_size", "max_transact_size"):
-        if int(getattr(conn, name)) < 1024:
-            raise ConnectError(
-                f"{endpoint.where} allows only {getattr(conn, name)} bytes per request "
-                f"({name}); check the server's settings"
-            )
+    check_request_sizes(endpoint, conn)
 
 
 def _is_ip(server: str) -> bool:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from backdown.errors import ConnectError
 
 CONNECT_TIMEOUT = 10.0  # TCP connect plus logon
 # A request unanswered this long means the server or the link is gone. Long enough for a
@@ -30,3 +33,18 @@ class Endpoint:
     def where(self) -> str:
         host = f"[{self.server}]" if ":" in self.server else self.server
         return f"{host}:{self.port}"
+
+
+SIZE_LIMITS = ("max_read_size", "max_write_size", "max_transact_size")
+
+
+def check_request_sizes(endpoint: Endpoint, negotiated: Any) -> None:
+    """Refuse a server that negotiated absurdly small requests (under 1 KiB), for either
+    transport: `negotiated` is the library's connection, with the three sizes."""
+    for name in SIZE_LIMITS:
+        size = int(getattr(negotiated, name))
+        if size < 1024:
+            raise ConnectError(
+                f"{endpoint.where} allows only {size} bytes per request ({name}); check the "
+                "server's settings"
+            )

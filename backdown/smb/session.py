@@ -177,6 +177,16 @@ class SessionCore:
     def _list(self, path: str, what: str) -> list[RemoteEntry]:
         raise NotImplementedError
 
+    def _read_outcome(self, error: int | None, position: int, end: int, offset: int) -> int | None:
+        """How a pipelined read ended: the bytes read when it reached `end` cleanly; None
+        when the file ended sooner (or no error came at all before `end`: the caller
+        rereads); the server's error otherwise."""
+        if error is None and position == end:
+            return position - offset
+        if error is None or error == STATUS_END_OF_FILE:
+            return None
+        raise self._error(error, f"reading at offset {position}")
+
     def get_file(
         self,
         path: str,
@@ -499,11 +509,7 @@ class SmbSession(SessionCore):
                     wire.wait(list(in_flight))  # stay in step: collect what is in flight
                     raise
                 position += len(data)
-        if error is None and position == end:
-            return position - offset
-        if error is None or error == STATUS_END_OF_FILE:
-            return None
-        raise self._error(error, f"reading at offset {position}")
+        return self._read_outcome(error, position, end, offset)
 
     # -- writing -------------------------------------------------------------------------
     def put_file(

@@ -473,11 +473,7 @@ class Smb3Session(SessionCore):
                 self._drain(in_flight)
                 raise
             position += n
-        if error is None and position == end:
-            return position - offset
-        if error is None or error == STATUS_END_OF_FILE:
-            return None
-        raise self._error(error, f"reading at offset {position}")
+        return self._read_outcome(error, position, end, offset)
 
     # -- writing -------------------------------------------------------------------------
     def put_file(

@@ -50,7 +50,7 @@ from backdown.errors import (
     UsageError,
 )
 from backdown.smb import kerberos, logon
-from backdown.smb.endpoint import Endpoint
+from backdown.smb.endpoint import Endpoint, check_request_sizes
 from backdown.smb.status import status_error
 
 # smbprotocol logs every request at INFO and its receiver thread's failure with a traceback
@@ -471,12 +471,7 @@ def _check_dialect(conn: Connection, endpoint: Endpoint) -> None:
             f"{endpoint.where} speaks only SMB {DIALECTS.get(dialect, hex(dialect))}; the "
             "SMB 3 transport needs SMB 2.1 or later (use the SMB 2 transport for this server)"
         )
-    for name in ("max_read_size", "max_write_size", "max_transact_size"):
-        if int(getattr(conn, name)) < 1024:
-            raise ConnectError(
-                f"{endpoint.where} allows only {getattr(conn, name)} bytes per request "
-                f"({name}); check the server's settings"
-            )
+    check_request_sizes(endpoint, conn)
 
 
 def _connect_error(exc: BaseException, fired: list[str], endpoint: Endpoint) -> BaseException:
