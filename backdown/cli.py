@@ -33,6 +33,7 @@ from backdown.run_options import (
     DEFAULT_MODIFY_WINDOW,
     DEFAULT_RETRIES,
     DEFAULT_TRANSFERS,
+    MAX_TRANSFERS,
     RunOptions,
 )
 from backdown.tripwire import DEFAULT_MAX_CHANGE
@@ -60,6 +61,7 @@ _PROFILE_OPTIONS = {
     "protocol": "protocol",
     "encrypt": "encrypt",
     "auth": "auth",
+    "transfers": "transfers",
 }
 
 
@@ -233,6 +235,12 @@ def _profile_fields(parser: argparse.ArgumentParser, required: bool) -> None:
         "--ping-url", metavar="URL", help="healthchecks-style URL pinged at each backup"
     )
     parser.add_argument(
+        "--transfers",
+        metavar="N",
+        help=f"parallel connections a run uses (default {DEFAULT_TRANSFERS}; a run's own "
+        "--transfers overrides it)",
+    )
+    parser.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the password to save from standard input",
@@ -247,8 +255,7 @@ def _run_options(parser: argparse.ArgumentParser, upload: bool) -> None:
         "--transfers",
         type=int,
         metavar="N",
-        default=DEFAULT_TRANSFERS,
-        help=f"parallel connections (default {DEFAULT_TRANSFERS})",
+        help=f"parallel connections (default: the profile's, {DEFAULT_TRANSFERS} unless set)",
     )
     parser.add_argument(
         "--retries",
@@ -449,8 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--transfers",
         type=int,
         metavar="N",
-        default=DEFAULT_TRANSFERS,
-        help=f"parallel connections (default {DEFAULT_TRANSFERS})",
+        help=f"parallel connections (default: the profile's, {DEFAULT_TRANSFERS} unless set)",
     )
     prune = commands.add_parser(
         "prune", help="remove old snapshots and versions by the profile's retention rules"
@@ -652,8 +658,7 @@ def _dispatch(args: argparse.Namespace, env: Environment) -> int:
     if operation == "verify":
         if not 0 < args.sample <= 100:
             raise UsageError("--sample is a percentage above 0, at most 100")
-        if not 1 <= args.transfers <= 64:
-            raise UsageError("--transfers must be between 1 and 64")
+        _check_transfers(args.transfers)
         options = RunOptions(sample=args.sample, transfers=args.transfers)
     elif operation != "test":
         options = _options_from(args, operation)
@@ -662,9 +667,13 @@ def _dispatch(args: argparse.Namespace, env: Environment) -> int:
     return run_operation(env, profile, operation, options, out, args.password_stdin, notify)
 
 
+def _check_transfers(transfers: int | None) -> None:
+    if transfers is not None and not 1 <= transfers <= MAX_TRANSFERS:
+        raise UsageError(f"--transfers must be between 1 and {MAX_TRANSFERS}")
+
+
 def _options_from(args: argparse.Namespace, operation: str) -> RunOptions:
-    if args.transfers < 1 or args.transfers > 64:
-        raise UsageError("--transfers must be between 1 and 64")
+    _check_transfers(args.transfers)
     if args.retries < 0:
         raise UsageError("--retries cannot be negative")
     if args.modify_window < 0:

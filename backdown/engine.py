@@ -401,6 +401,11 @@ class Run:
         return cls(profile, options, subscriber, using, sessions, report, cancel)
 
     @property
+    def transfers(self) -> int:
+        """Parallel connections: the run's own choice, else the profile's setting."""
+        return self.options.transfers or self.profile.transfers
+
+    @property
     def owner(self) -> str:
         return owner_tag(self.profile.client_name, self.profile.name)
 
@@ -770,7 +775,7 @@ def _copy_all(
     copies = [i for i in plan.copies if not i.path.startswith(failed_dirs)]
     endpoint, options = run.sessions.endpoint, run.options
     pool: WorkerPool[Item] = WorkerPool(
-        lambda cancel: run.using.open(endpoint, cancel), options.transfers, options.retries,
+        lambda cancel: run.using.open(endpoint, cancel), run.transfers, options.retries,
         run.subscriber, run.cancel, options.backoff,
     )  # fmt: skip
     failures = list(earlier_failures)

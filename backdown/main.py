@@ -35,11 +35,12 @@ from backdown.profile import (
     validate_local,
     validate_profile,
     validate_protocol,
+    validate_transfers,
 )
 from backdown.profile_store import ProfileStore
 from backdown.report import plural
 from backdown.run_command import Output, execute, logon_for, print_report, run_operation
-from backdown.run_options import DEFAULT_TRANSFERS, RunOptions
+from backdown.run_options import RunOptions
 from backdown.schedule import days_text, interval_text, parse_days, parse_interval, parse_window
 from backdown.schedule_commands import (
     before_delete,
@@ -50,7 +51,6 @@ from backdown.schedule_commands import (
     status,
 )
 
-MAX_TRANSFERS = 64  # as the command line's --transfers
 QUIT = "q"
 NO_PROFILE = "no profile yet: create one first"
 
@@ -315,7 +315,8 @@ class Menu:
             "Mirror (files deleted here are moved into the versions area on the share)?",
             profile.mode == "mirror",
         )
-        transfers = self.io.ask_valid("Parallel transfers", _transfers, str(DEFAULT_TRANSFERS))
+        transfers = self.io.ask_valid("Parallel transfers", validate_transfers,
+                                      str(profile.transfers))  # fmt: skip
         options = RunOptions(mirror=mirror, transfers=transfers)
         if dry_run and not self._dry_run(profile, "upload", options, "Upload now?"):
             return
@@ -474,9 +475,3 @@ def _window_or_any(answer: str) -> str:
         return ""
     window = parse_window(answer)
     return "-".join(f"{m // 60:02d}:{m % 60:02d}" for m in window or ())
-
-
-def _transfers(answer: str) -> int:
-    if not answer.isdecimal() or not 1 <= int(answer) <= MAX_TRANSFERS:
-        raise UsageError(f"give a number from 1 to {MAX_TRANSFERS}")
-    return int(answer)

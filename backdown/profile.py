@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from backdown.errors import UsageError, quoted
+from backdown.run_options import DEFAULT_TRANSFERS, MAX_TRANSFERS
 from backdown.schedule import Schedule
 from backdown.share_names import encode
 
@@ -68,6 +69,8 @@ class Profile:
     # How to log on: auto (the password when there is one, else the user's Kerberos ticket
     # if any; a server that refuses NTLM gets the ticket), password (NTLM) or kerberos.
     auth: str = "auto"
+    # Parallel connections a run uses (a run's --transfers overrides it).
+    transfers: int = DEFAULT_TRANSFERS
     # The schedule (see schedule.py); schedule_every "" means none.
     schedule_every: str = ""
     schedule_between: str = ""
@@ -128,6 +131,7 @@ def validate_profile(p: Profile) -> Profile:
     p.protocol = validate_protocol(p.protocol)
     p.encrypt = validate_flag(p.encrypt, "encrypt")
     p.auth = validate_auth(p.auth)
+    p.transfers = validate_transfers(p.transfers)
     if p.auth == "kerberos" and p.protocol == "smb2":
         raise UsageError(
             "a Kerberos logon needs the SMB 3 transport (pysmb, protocol smb2, has NTLM only): "
@@ -377,6 +381,19 @@ def validate_flag(value: object, what: str) -> bool:
     if text in ("no", "false", "off", "0", ""):
         return False
     raise UsageError(f"{what} must be yes or no, not {quoted(value)}")
+
+
+def validate_transfers(value: object) -> int:
+    """Parallel connections: 1 to MAX_TRANSFERS (a server gives each its own smbd)."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise UsageError(
+            f"transfers must be a whole number from 1 to {MAX_TRANSFERS}, not {quoted(value)}"
+        ) from None
+    if not 1 <= number <= MAX_TRANSFERS:
+        raise UsageError(f"transfers must be from 1 to {MAX_TRANSFERS}, not {number}")
+    return number
 
 
 def _count(value: object, what: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEFAULT_TRANSFERS = 4
+MAX_TRANSFERS = 64
 DEFAULT_RETRIES = 3
 BACKOFF_SECONDS = 1.0  # waits 1 s, 2 s, 4 s, ... between tries
 DEFAULT_MODIFY_WINDOW = 2.0
@@ -15,7 +16,7 @@ DEFAULT_MAX_DELETE = 50.0  # percent of the destination's files
 class RunOptions:
     dry_run: bool = False
     mirror: bool | None = None  # None: the profile's mode decides
-    transfers: int = DEFAULT_TRANSFERS
+    transfers: int | None = None  # None: the profile's (DEFAULT_TRANSFERS unless set)
     retries: int = DEFAULT_RETRIES
     checksum: bool = False
     modify_window: float = DEFAULT_MODIFY_WINDOW

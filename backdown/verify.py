@@ -31,7 +31,6 @@ from backdown.report import Failure, RunReport
 from backdown.run_options import (
     DEFAULT_MODIFY_WINDOW,
     DEFAULT_RETRIES,
-    DEFAULT_TRANSFERS,
     RunOptions,
 )
 from backdown.smb import Session
@@ -48,7 +47,7 @@ class VerifyOptions:
 
     sample: float = 100.0  # percent of the files to read back, chosen at random
     seed: int | None = None  # seeds that choice (tests); None: a new choice each run
-    transfers: int = DEFAULT_TRANSFERS
+    transfers: int | None = None  # None: the profile's
     retries: int = DEFAULT_RETRIES
     modify_window: float = DEFAULT_MODIFY_WINDOW
 
@@ -326,7 +325,7 @@ def _read_back(
     run.subscriber.on_plan("verify", _progress_plan(checks))
     endpoint, options = run.sessions.endpoint, run.options
     pool: WorkerPool[Check] = WorkerPool(
-        lambda cancel: run.using.open(endpoint, cancel), options.transfers, options.retries,
+        lambda cancel: run.using.open(endpoint, cancel), run.transfers, options.retries,
         run.subscriber, run.cancel, options.backoff,
     )  # fmt: skip
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import calendar
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -99,3 +100,30 @@ def test_mirror_moves_what_is_gone_into_versions(rig, tmp_path: Path) -> None:
     kept = share / ".backdown" / "versions" / stamp
     assert (kept / "gone.txt").read_text() == "gone.txt"
     assert (kept / "old" / "inner.txt").read_text() == "old/inner.txt"
+
+
+def _opens_in_a_first_backup(rig, config: Path, setting: int, **options: object) -> int:
+    """How many connections a first backup of 12 files opened."""
+    profile, local, _share, _clock, using = rig
+    for n in range(12):
+        (local / f"f{n}").write_bytes(b"x" * n)
+    opened = []
+
+    def counting(endpoint, cancel):
+        opened.append(1)
+        return using.connect(endpoint, cancel)
+
+    profile.transfers = setting
+    counted = Collaborators(connect=counting, clock=using.clock, clock_checked_by_server=False)
+    assert engine.backup(profile, "", RunOptions(**options), Fanout(), config, counted).ok  # type: ignore[arg-type]
+    return len(opened)
+
+
+def test_the_profiles_transfers_set_the_connections_unless_the_run_says(rig, tmp_path) -> None:
+    profile, _local, share, _clock, _using = rig
+    one = _opens_in_a_first_backup(rig, tmp_path / "c1", 1)
+    shutil.rmtree(share)
+    three = _opens_in_a_first_backup(rig, tmp_path / "c3", 3)
+    shutil.rmtree(share)
+    overridden = _opens_in_a_first_backup(rig, tmp_path / "c5", 3, transfers=1)
+    assert (three, overridden) == (one + 2, one)

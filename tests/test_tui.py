@@ -403,12 +403,31 @@ async def test_settings_are_checked_as_they_change_and_saved(tmp_path: Path, con
         assert "Kerberos logon needs the SMB 3 transport" in str(problem.render())
         screen.query_one("#protocol").value = "smb3"
         screen.query_one("#encrypt").value = True
+        screen.query_one("#transfers").value = "0"
+        await pilot.pause()
+        assert "transfers must be from 1 to 64, not 0" in str(problem.render())
+        screen.query_one("#transfers").value = "8"
+        screen.query_one("#notify").text = "ntfy://backups\n\njson://localhost:8/x\n"
+        screen.query_one("#notify_config").value = str(tmp_path / "absent.yml")
+        await pilot.pause()
+        assert "absent.yml is not a file" in str(problem.render())
+        screen.query_one("#notify_config").value = ""
+        screen.query_one("#notify").text = "mailto://ann:secret@example.org"
+        await pilot.pause()
+        assert "Apprise config file" in str(problem.render()), "no password in profiles.toml"
+        screen.query_one("#notify").text = "ntfy://backups\n\njson://localhost:8/x\n"
+        screen.query_one("#ping_url").value = "https://hc.example.org/ping/abc"
         await pilot.pause()
         assert str(problem.render()) == ""
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert isinstance(pilot.app.screen, HomeScreen)
     shown = json.loads(run_cli(["profile", "show", "home", "--json"], config).out)
+    assert (shown["transfers"], shown["notify"], shown["ping_url"]) == (
+        8,
+        ["ntfy://backups", "json://localhost:8/x"],
+        "https://hc.example.org/ping/abc",
+    )
     assert (shown["mode"], shown["excludes"], shown["keep_versions_days"]) == (
         "mirror",
         ["*.tmp", "cache/"],
@@ -482,6 +501,9 @@ async def test_restore_as_of_an_older_snapshot_and_one_version_of_a_file(
 async def test_browse_lists_the_shares_and_then_the_folders(
     tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
 ) -> None:
+    inner = samba.share_path("backup") / remote_dir / "inner"
+    inner.mkdir()
+    samba.chown(inner)
     async with app_for(config).run_test(size=(100, 60)) as pilot:
         await pilot.pause()
         form = form_of(pilot.app)
@@ -502,8 +524,21 @@ async def test_browse_lists_the_shares_and_then_the_folders(
         values = [value for _, value in picker.choices]
         assert values[0] == "" and remote_dir in values and ".backdown" not in values
         await pilot.press(*["down"] * values.index(remote_dir), "enter")
+        # A folder picked opens its own list: stay in it, go up, or go deeper.
+        await until(pilot, lambda: isinstance(pilot.app.screen, ChoiceScreen)
+                    and pilot.app.screen is not picker)  # fmt: skip
+        picker = pilot.app.screen
+        assert isinstance(picker, ChoiceScreen)
+        assert [v for _, v in picker.choices] == [remote_dir, "", f"{remote_dir}/inner"]
+        await pilot.press("down", "down", "enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ChoiceScreen)
+                    and pilot.app.screen is not picker)  # fmt: skip
+        picker = pilot.app.screen
+        assert isinstance(picker, ChoiceScreen)
+        assert [v for _, v in picker.choices] == [f"{remote_dir}/inner", remote_dir]
+        await pilot.press("enter")  # this folder
         await until(pilot, lambda: pilot.app.screen is form)
-        assert form.value("remote_folder") == remote_dir
+        assert form.value("remote_folder") == f"{remote_dir}/inner"
 
 
 def test_the_run_screen_looks_the_same(snap_compare: Any, tmp_path: Path) -> None:

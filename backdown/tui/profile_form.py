@@ -9,6 +9,7 @@ the credentials file as the command line does."""
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 from collections.abc import Callable
 
 from textual.app import ComposeResult
@@ -288,10 +289,11 @@ class ProfileForm(Screen[str | None]):
             else:
                 folders = engine.folders_in(draft, password, draft.remote_folder)
                 base = draft.remote_folder.strip("/")
-                here = f"(this folder: {base or 'the share root'})"
-                choices = [(here, base)] + [
-                    (name + "/", f"{base}/{name}" if base else name) for name in folders
-                ]
+                choices = [(f"(this folder: {base or 'the share root'})", base)]
+                if base:
+                    up = posixpath.dirname(base)
+                    choices.append((f"../  (up to {up or 'the share root'})", up))
+                choices += [(name + "/", f"{base}/{name}" if base else name) for name in folders]
                 title, field = f"Folders in {draft.share}/{base}", "remote_folder"
         except BackdownError as err:
             self.app.call_from_thread(self._tested, None, err)
@@ -310,8 +312,12 @@ class ProfileForm(Screen[str | None]):
         )
 
     def _picked(self, field: str, value: str | None) -> None:
-        if value is not None:
-            self._fill(**{field: value})
+        if value is None:
+            return
+        browsed = self.value("remote_folder").strip("/")
+        self._fill(**{field: value})
+        if field == "remote_folder" and value != browsed:
+            self.action_browse()  # into the folder picked (or up): its own list next
 
     def action_test(self) -> None:
         profile = self.profile()

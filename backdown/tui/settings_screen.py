@@ -1,6 +1,7 @@
 """Settings: what a profile has beyond where it goes, which the menu's Edit does not ask:
 mode (copy or mirror), excludes, how long versions are kept (and the daily, weekly,
-monthly snapshots beside them), the transport, encryption and logon, and the schedule.
+monthly snapshots beside them), parallel transfers, the transport, encryption and logon,
+the schedule, and where alerts go.
 Each is checked as it changes; Ctrl-S saves them all or says which one is wrong. A changed
 schedule goes through the same steps as `backdown schedule set` (the OS job, and the
 password a scheduled run can reach)."""
@@ -8,6 +9,7 @@ password a scheduled run can reach)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -62,6 +64,8 @@ class SettingsScreen(Screen[None]):
                 yield Label(f"Also keep the newest snapshot of each of the last N "
                             f"{count.removeprefix('keep_')} periods (0: off)")  # fmt: skip
                 yield Input(str(getattr(p, count)), id=count, compact=True)
+            yield Label("Parallel transfers (connections a run uses, 1 to 64)")
+            yield Input(str(p.transfers), id="transfers", compact=True)
             yield Label("Protocol (auto: SMB 2 or SMB 3 as the server needs)")
             yield Select([(x, x) for x in PROTOCOLS], value=p.protocol, allow_blank=False,
                          id="protocol")  # fmt: skip
@@ -80,6 +84,13 @@ class SettingsScreen(Screen[None]):
                 "cannot open the keyring)",
                 id="keep_file",
             )
+            yield Label("Alert when a backup fails or is overdue (Apprise URLs, one per line, "
+                        "like mailto://... or ntfy://...; none with a password in it)")  # fmt: skip
+            yield TextArea("\n".join(p.notify), id="notify")
+            yield Label("... and the targets in this Apprise config file (mode 600; empty: none)")
+            yield Input(p.notify_config, id="notify_config", compact=True)
+            yield Label("Ping this healthchecks-style URL at each backup (empty: none)")
+            yield Input(p.ping_url, id="ping_url", compact=True)
             yield Static("", id="problem")
         yield Footer()
 
@@ -89,27 +100,29 @@ class SettingsScreen(Screen[None]):
         which value is wrong."""
         values: dict[str, object] = {
             "mode": self.query_one("#mode", Select).value,
-            "excludes": validate_excludes(
-                [
-                    line
-                    for line in self.query_one("#excludes", TextArea).text.splitlines()
-                    if line.strip()
-                ]  # fmt: skip
-            ),
+            "excludes": validate_excludes(_lines(self.query_one("#excludes", TextArea).text)),
             "keep_versions_days": validate_keep_days(
                 self.query_one("#keep_versions_days", Input).value
             ),
             "protocol": self.query_one("#protocol", Select).value,
             "encrypt": self.query_one("#encrypt", Checkbox).value,
             "auth": self.query_one("#auth", Select).value,
+            "transfers": self.query_one("#transfers", Input).value,
+            "notify": _lines(self.query_one("#notify", TextArea).text),
+            "notify_config": self.query_one("#notify_config", Input).value.strip(),
+            "ping_url": self.query_one("#ping_url", Input).value.strip(),
         }
         for count in COUNTS:
             values[count] = self.query_one(f"#{count}", Input).value
         every, between, days = self.schedule()
         if every:
             validate_schedule(every, between, days)
-        profile = dataclasses.replace(base or self.profile, **values)  # type: ignore[arg-type]
-        return validate_profile(profile)
+        profile = validate_profile(
+            dataclasses.replace(base or self.profile, **values)  # type: ignore[arg-type]
+        )
+        if profile.notify_config and not os.path.isfile(profile.notify_config):
+            raise UsageError(f"{profile.notify_config} is not a file: create it (mode 600) first")
+        return profile
 
     def schedule(self) -> tuple[str, str, str]:
         return tuple(  # type: ignore[return-value]
@@ -164,3 +177,8 @@ class SettingsScreen(Screen[None]):
         keep_file = self.query_one("#keep_file", Checkbox).value
         return set_schedule(self.env, store, profile.name, every, between, days,
                             save_password_file=keep_file)  # fmt: skip
+
+
+def _lines(text: str) -> list[str]:
+    """A text area's lines that say something, each stripped."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
