@@ -26,6 +26,7 @@ comes back exactly and the same file gets the same stored name on every run.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
@@ -40,6 +41,13 @@ _TRAILING = {" ": "\u2420", ".": "\uff0e"}  # ␠ and ．, only as a name's last
 _UNTRAILING = {v: k for k, v in _TRAILING.items()}
 _DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
             *(f"LPT{i}" for i in range(1, 10))}  # fmt: skip
+
+
+# Every character either direction may change: what SMB forbids, the escape and case mark,
+# the control pictures and full-width forms. A name with none of them (nearly every name)
+# maps to itself, but for a device name or a trailing space or dot (encode checks those).
+_DECODED_AS_IS = re.compile("[\u201b\u2038\u2400-\u2421\uff01-\uff5e]")
+_ENCODED_AS_IS = re.compile('[\x00-\x1f\x7f<>:"\\\\|?*\u201b\u2038\u2400-\u2421\uff01-\uff5e]')
 
 
 def _wide(c: str) -> str:
@@ -58,6 +66,16 @@ def _device_base(name: str) -> tuple[str, str]:
 
 def encode(name: str) -> str:
     """The name under which the share stores a local file or folder name."""
+    if (
+        not _ENCODED_AS_IS.search(name)
+        and name[-1:] not in _TRAILING
+        and name.partition(".")[0].upper() not in _DEVICES
+    ):
+        return name  # the fast path: the same as _encode gives, checked by the tests
+    return _encode(name)
+
+
+def _encode(name: str) -> str:
     base, rest = _device_base(name)
     device = base.upper() in _DEVICES
     # A device name's last character goes full-width; a real full-width one there is escaped.
@@ -84,6 +102,12 @@ def encode(name: str) -> str:
 
 def decode(stored: str) -> str:
     """The local name of a name stored on the share (the inverse of encode, case mark too)."""
+    if not _DECODED_AS_IS.search(stored):
+        return stored  # the fast path: the same as _decode gives, checked by the tests
+    return _decode(stored)
+
+
+def _decode(stored: str) -> str:
     tokens: list[tuple[str, bool]] = []  # (character, escaped)
     i = 0
     while i < len(stored):

@@ -9,6 +9,8 @@ import pytest
 from backdown.share_names import (
     CASE_MARK,
     ESCAPE,
+    _decode,
+    _encode,
     case_marked,
     decode,
     decode_path,
@@ -73,6 +75,19 @@ def test_random_names_round_trip() -> None:
         assert decode(stored) == name, (name, stored)
         assert decode(case_marked(name)) == name, name
         assert windows_can_store(stored), (name, stored)
+
+
+def test_the_fast_paths_give_what_the_full_mapping_gives() -> None:
+    """encode and decode return most names as they are without walking them: for every
+    name, what they give must be what the character-by-character mapping gives."""
+    alphabet = 'aA.: \\|?*<>"‛‸␠␡．Ｎｘ＜～␁\x01\x7fNnOoCcUuXxPpRrLlTtMm19' + "日é\u2422\uff00\uff5f"
+    rng = random.Random(11)
+    names = HARD + ["CON", "Aux", "nul.x.y", "lpt1", "com9.", "plain", "a b", ""]
+    names += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(20000)]
+    for name in names:
+        assert encode(name) == _encode(name), name
+        assert decode(name) == _decode(name), name
+        assert decode(encode(name)) == name, name
 
 
 def test_names_differing_only_in_case_get_distinct_stable_names() -> None:
