@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from backdown import __version__, point_in_time, pruning, snapshots, tripwire
 from backdown.download import Downloader, create_local_folders
@@ -91,6 +92,9 @@ def local_user() -> str:
         return getpass.getuser()
     except Exception:  # no USER variable and no password database entry (a bare container)
         return ""
+
+
+_T = TypeVar("_T")
 
 
 def prepared(profile: Profile, using: Collaborators) -> tuple[Profile, Collaborators]:
@@ -405,6 +409,15 @@ class Run:
         """Parallel connections: the run's own choice, else the profile's setting."""
         return self.options.transfers or self.profile.transfers
 
+    def walk_remote(
+        self, session: Session, root: str, path_filter: PathFilter, decode_names: bool
+    ) -> Tree | None:
+        """walk_remote over this session and, for a large tree, up to `transfers` - 1 more
+        connections of the run's own (closed when the walk ends)."""
+        endpoint, cancel = self.sessions.endpoint, self.cancel
+        more = lambda: self.using.open(endpoint, cancel)  # noqa: E731
+        return walk_remote(session, root, path_filter, decode_names, more, self.transfers)
+
     @property
     def owner(self) -> str:
         return owner_tag(self.profile.client_name, self.profile.name)
@@ -439,11 +452,13 @@ def backup(
     root = profile.remote_folder
     run = Run.start(profile, password, options, subscriber, using, report)
     with run.locked(config_dir):
-        src = walk_local(local_root, path_filter)
+        # The local disk is walked while the share is listed: both are mostly waiting.
+        local_walk = _started(lambda: walk_local(local_root, path_filter))
         session = run.sessions.get()
         with folder_access(profile):
             encoded = names_encoded(session, root)
-            dst = walk_remote(session, root, path_filter, encoded is not False) or Tree()
+            dst = run.walk_remote(session, root, path_filter, encoded is not False) or Tree()
+        src = local_walk()
         ignore_case = share_ignores_case(session, root, dst, may_write=not options.dry_run)
         renamed = match_case(src, dst) if ignore_case else []
         stored = store_paths([*src.files, *src.dirs], ignore_case, *_on_share(dst))
@@ -490,6 +505,30 @@ def backup(
         )
         _upload(run, uploader, plan, src, dst, mirror, renamed, encoded)
     return report
+
+
+def _started(work: Callable[[], _T]) -> Callable[[], _T]:
+    """Start work in a thread of its own; the function returned waits for it and gives its
+    result, or raises what it raised."""
+    outcome: list[_T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # handed to whoever waits for it
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="backdown-walk-local", daemon=True)
+    thread.start()
+
+    def result() -> _T:
+        thread.join()
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    return result
 
 
 def _check_tripwire(run: Run, session: Session, plan: Plan, dst: Tree, local_root: str) -> None:
@@ -681,16 +720,16 @@ def _write_snapshot(
     dst: Tree,
     mirror: bool,
     checksums: dict[str, Checksum],
-) -> tuple[Tree, float] | None:
+) -> tuple[dict[str, tuple[int, float, str | None]], float] | None:
     """Record what the remote folder holds now that the run went through: every local file
     (as uploaded or unchanged) and, in copy mode, what the share kept that is gone here.
-    Returns that as a tree and the server's time of writing it (for pruning), or None when
-    no snapshot was written."""
-    files: dict[str, tuple[int, float, str | None]] = {}
-    for path, info in src.files.items():
-        known = checksums.get(path)
-        sha = known.sha256 if known and known.size == info.size else info.sha256
-        files[path] = (info.size, info.mtime, sha)
+    Returns those files (path: size, mtime, SHA-256) and the server's time of writing the
+    snapshot (for pruning), or None when no snapshot was written."""
+    files = {path: (info.size, info.mtime, info.sha256) for path, info in src.files.items()}
+    for path, known in checksums.items():  # --checksum: the hashes the manifest holds
+        info = src.files.get(path)
+        if info is not None and known.size == info.size:
+            files[path] = (info.size, info.mtime, known.sha256)
     if run.options.excludes:
         # This run's own patterns hid files that are still on the share: a snapshot would
         # say they were gone. (The profile's patterns are the backup's own: those it keeps.)
@@ -711,8 +750,7 @@ def _write_snapshot(
     if written is None:
         return None
     # The file's time is the server's clock: pruning checks ours against it (_prune_after).
-    held = Tree(files={p: FileInfo(p, size, mtime) for p, (size, mtime, _) in files.items()})
-    return held, written.mtime
+    return files, written.mtime
 
 
 def _write_new_snapshot(
@@ -734,7 +772,13 @@ def _write_new_snapshot(
     raise RemoteExists("every name tried for this run's snapshot was taken")
 
 
-def _prune_after(session: Session, run: Run, held: Tree, server_now: float, encoded: bool) -> None:
+def _prune_after(
+    session: Session,
+    run: Run,
+    files: dict[str, tuple[int, float, str | None]],
+    server_now: float,
+    encoded: bool,
+) -> None:
     """After a run without failures, at most once a day: prune what the retention rules let
     go. Not when this computer's clock is more than a day off the server's: a clock years
     ahead would make every snapshot and version look old."""
@@ -755,6 +799,7 @@ def _prune_after(session: Session, run: Run, held: Tree, server_now: float, enco
     if not pruning.worth_a_look(session, root, profile, now):
         return
     session.write_file(rjoin(root, META_DIR, PRUNED_MARK), _Empty())
+    held = Tree(files={p: FileInfo(p, size, mtime) for p, (size, mtime, _) in files.items()})
     todo = pruning.plan(session, profile.remote_folder, profile, now, held,
                         run.options.modify_window, PathFilter([]), encoded)  # fmt: skip
     problems = todo.problems + pruning.carry_out(session, profile.remote_folder, todo)
@@ -831,7 +876,8 @@ def restore(
     with run.locked(config_dir):
         session = run.sessions.get()
         with folder_access(profile):
-            src = walk_remote(session, root, path_filter, names_encoded(session, root) is not False)
+            encoded = names_encoded(session, root)
+            src = run.walk_remote(session, root, path_filter, encoded is not False)
         if src is None:
             raise ShareError(
                 f"folder '{root}' not found on share '{profile.share}'; check the profile's "

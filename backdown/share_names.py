@@ -183,9 +183,17 @@ def store_paths(
     """
     on_share = on_share or {}
     occupied = occupied or {}
+    stored_paths: dict[str, str] = {}
     folders: dict[str, list[str]] = defaultdict(list)
-    for path in sorted(set(paths)):
-        folders[posixpath.dirname(path)].append(path)
+    for path in set(paths):
+        # Nearly every path of a re-run: on the share under its own name, with nothing in
+        # it to map. It stays (each of its folders is such a path too), as the same string.
+        if on_share.get(path) == path and not _DECODED_AS_IS.search(path):
+            stored_paths[path] = path
+        else:
+            folders[posixpath.dirname(path)].append(path)
+    for members in folders.values():
+        members.sort()
     names: dict[str, str] = {}
     for folder, members in folders.items():
         taken = set(occupied.get(folder, ()))
@@ -210,7 +218,6 @@ def store_paths(
                 chosen = case_marked(name)
             taken.add(chosen.casefold())
             names[path] = chosen
-    stored_paths: dict[str, str] = {}
     for path in sorted(names):  # sorted, so a folder comes before what is in it
         folder = posixpath.dirname(path)
         prefix = stored_paths.get(folder) if folder else ""

@@ -169,6 +169,10 @@ class Uploader:
         locally, or BackDown 0.1.0 stored it as it was): rename it. Returns whether a
         rename was needed."""
         assert item.dst is not None
+        if not self.moved and (item.dst.stored or item.dst.path) == self.stored.get(
+            item.path, item.path
+        ):
+            return False  # the usual case, decided without building either path
         current, wanted = self.current(item.dst), self.remote(item.path)
         if current == wanted:
             return False

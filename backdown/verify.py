@@ -35,7 +35,7 @@ from backdown.run_options import (
 )
 from backdown.smb import Session
 from backdown.transfer import Meter, WorkerPool
-from backdown.walk import walk_local, walk_remote
+from backdown.walk import walk_local
 
 THE_SNAPSHOT = "the snapshot's hash"
 THE_LOCAL_FILE = "the local file"
@@ -271,9 +271,8 @@ def verify(
         with folder_access(profile):
             # Only BackDown's own files are left out: the snapshot says what must be there,
             # whatever the profile's patterns are now.
-            share = walk_remote(
-                session, root, PathFilter(), names_encoded(session, root) is not False
-            )
+            encoded = names_encoded(session, root)
+            share = run.walk_remote(session, root, PathFilter(), encoded is not False)
             if share is None:
                 raise ShareError(
                     f"folder '{root}' not found on share '{profile.share}'; check the "

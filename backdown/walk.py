@@ -6,29 +6,40 @@ One listing per remote folder and one scandir per local folder: no per-file roun
 from __future__ import annotations
 
 import os
+import re
 import stat as statmod
+import threading
 from collections import deque
+from collections.abc import Callable
 
+from backdown.errors import ConnectError
 from backdown.filters import PathFilter
 from backdown.paths import is_temp_name, rjoin
 from backdown.plan import FileInfo, Tree
 from backdown.share_names import decode
-from backdown.smb import RemoteFileError, Session
+from backdown.smb import RemoteEntry, RemoteFileError, Session
 
 # What must never be inside one name: a path separator (on the wire, and on this system).
 _SMB_SEPARATORS = frozenset({"/", "\x00", "\\"})
 _UNSAFE_CHARS = _SMB_SEPARATORS if os.name == "nt" else frozenset({"/", "\x00"})
 
 
+# A lone surrogate: what a name that is not valid UTF-16 decodes to ("surrogatepass").
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SEPARATOR_RES = {
+    chars: re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]")
+    for chars in (_SMB_SEPARATORS, _UNSAFE_CHARS)
+}
+
+
 def unsafe_name(name: str, separators: frozenset[str] = _UNSAFE_CHARS) -> str | None:
     """Why a name sent by the server must not become a local file name, or None if it is safe."""
     if name in ("", ".", ".."):
         return "refused a name that means a parent or current folder"
-    if any(c in name for c in separators):
+    found = _SEPARATOR_RES.get(separators)
+    if found.search(name) if found else any(c in name for c in separators):
         return "refused a name containing a path separator"
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
+    if _SURROGATE.search(name):
         return "refused a name that is not valid Unicode"
     if os.name == "nt" and (set(name) & set('<>:"|?*') or name.rstrip(" .") != name):
         return "refused a name Windows cannot store"
@@ -78,30 +89,153 @@ def walk_local(root: str, path_filter: PathFilter) -> Tree:
     return tree
 
 
+# A remote walk opens more connections only for a tree with this many folders waiting: a
+# small tree is listed on the one connection it has, paying for no extra logon.
+HELP_WHEN_WAITING = 8
+
+
 def walk_remote(
-    session: Session, root: str, path_filter: PathFilter, decode_names: bool = True
+    session: Session,
+    root: str,
+    path_filter: PathFilter,
+    decode_names: bool = True,
+    more: Callable[[], Session] | None = None,
+    width: int = 1,
 ) -> Tree | None:
     """The files and folders under a remote folder, or None if the folder does not exist.
 
     Names are decoded from the way the share stores them (share_names; not in a folder
     BackDown 0.1.0 wrote, which stored them as they were); each entry stored under another
     name than its path records that name.
+
+    With `more` (opens another connection) and a `width` above 1, a large tree is listed
+    over up to `width` connections at once: each folder's listing is one round trip the
+    server spends its own time on, and several servers' processes work side by side.
     """
-    tree = Tree()
     if root and session.stat(root) is None:
         return None
-    pending: deque[tuple[str, str]] = deque([("", "")])  # (folder, where it is stored)
-    while pending:
-        rel_dir, stored_dir = pending.popleft()
+    walk = _RemoteWalk(root, path_filter, decode_names)
+    helpers: list[threading.Thread] = []
+
+    def start_helper() -> None:
+        if more is not None and len(helpers) < width - 1:
+            helper = threading.Thread(target=walk.help, args=(more,), daemon=True,
+                                      name=f"backdown-list-{len(helpers) + 1}")  # fmt: skip
+            helpers.append(helper)
+            helper.start()
+
+    try:
+        walk.work(session, on_waiting=start_helper)
+    finally:
+        walk.stop_helpers()
+        for helper in helpers:
+            helper.join()
+    if walk.failure is not None:
+        raise walk.failure
+    walk.tree.errors.sort()  # the same order whichever connection listed what
+    return walk.tree
+
+
+class _RemoteWalk:
+    """The folders still to list, shared by the connections listing them; the tree they
+    fill. A folder is listed and entered by one connection, under the lock."""
+
+    def __init__(self, root: str, path_filter: PathFilter, decode_names: bool) -> None:
+        self.root, self.path_filter, self.decode_names = root, path_filter, decode_names
+        self.tree = Tree()
+        self.pending: deque[tuple[str, str]] = deque([("", "")])  # (folder, where stored)
+        self.busy = 0  # folders being listed now
+        self.stopping = False
+        self.failure: BaseException | None = None
+        self.cond = threading.Condition()
+
+    def work(self, session: Session, on_waiting: Callable[[], None] = lambda: None) -> None:
+        """List folders on this connection until none is left (or the walk stops)."""
+        while (job := self._take()) is not None:
+            rel_dir, stored_dir = job
+            try:
+                entries = session.listdir(rjoin(self.root, stored_dir))
+            except RemoteFileError as exc:
+                self._finish(rel_dir, [], str(exc))
+                continue
+            except BaseException:
+                self._give_back(job)
+                raise
+            if self._finish(rel_dir, entries, None, stored_dir) >= HELP_WHEN_WAITING:
+                on_waiting()
+
+    def help(self, more: Callable[[], Session]) -> None:
+        """A helper thread: its own connection, closed at the end. A helper that cannot
+        connect, or whose connection drops, hands its folder back and stops: the first
+        connection lists whatever is left, and fails the walk as it would alone."""
         try:
-            entries = session.listdir(rjoin(root, stored_dir))
-        except RemoteFileError as exc:
-            tree.errors.append((rel_dir or ".", str(exc)))
-            continue
+            session = more()
+        except Exception:  # noqa: BLE001 (a server may allow fewer connections: go on)
+            return
+        try:
+            self.work(session)
+        except (ConnectError, OSError):
+            pass
+        except BaseException as exc:  # anything else is a fault the caller must see
+            with self.cond:
+                self.failure = self.failure or exc
+                self.stopping = True
+                self.cond.notify_all()
+        finally:
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001 (it is closed either way)
+                pass
+
+    def stop_helpers(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+
+    def _take(self) -> tuple[str, str] | None:
+        with self.cond:
+            # Another connection's listing may still add folders: wait for it. Its own
+            # request has a deadline, so this wait ends too.
+            while not self.pending and self.busy and not self.stopping:
+                self.cond.wait(timeout=1.0)
+            if self.stopping or not self.pending:
+                return None
+            self.busy += 1
+            return self.pending.popleft()
+
+    def _give_back(self, job: tuple[str, str]) -> None:
+        with self.cond:
+            self.pending.appendleft(job)
+            self.busy -= 1
+            self.cond.notify_all()
+
+    def _finish(
+        self, rel_dir: str, entries: list[RemoteEntry], error: str | None, stored_dir: str = ""
+    ) -> int:
+        """Enter one folder's listing into the tree; how many folders wait after it."""
+        with self.cond:
+            try:
+                if error is not None:
+                    self.tree.errors.append((rel_dir or ".", error))
+                else:
+                    self.pending.extend(self._enter(rel_dir, stored_dir, entries))
+            finally:  # whatever happened, no connection waits for this folder any more
+                self.busy -= 1
+                self.cond.notify_all()
+            return len(self.pending)
+
+    def _enter(
+        self, rel_dir: str, stored_dir: str, entries: list[RemoteEntry]
+    ) -> list[tuple[str, str]]:
+        """One folder's entries into the tree; its subfolders, to list next."""
+        tree, path_filter = self.tree, self.path_filter
+        subfolders: list[tuple[str, str]] = []
         for entry in sorted(entries, key=lambda e: e.name):
             # A name on the wire never holds a separator; one that does is a lying server's.
-            name = decode(entry.name) if decode_names else entry.name
-            why = unsafe_name(entry.name, _SMB_SEPARATORS) or unsafe_name(name)
+            name = decode(entry.name) if self.decode_names else entry.name
+            why = unsafe_name(entry.name, _SMB_SEPARATORS)
+            if why is None and name is not entry.name:  # the stored name is checked already
+                why = unsafe_name(name)
             if why:
                 shown = f"{rel_dir}/{entry.name!r}" if rel_dir else repr(entry.name)
                 tree.errors.append((shown, why))
@@ -122,8 +256,8 @@ def walk_remote(
                 tree.dirs.add(rel)
                 if stored != rel:
                     tree.stored_dirs[rel] = stored
-                pending.append((rel, stored))
+                subfolders.append((rel, stored))
             else:
                 kept = stored if stored != rel else None
                 tree.files[rel] = FileInfo(rel, entry.size, entry.mtime, stored=kept)
-    return tree
+        return subfolders

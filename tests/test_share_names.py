@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import random
 
 import pytest
@@ -80,7 +81,8 @@ def test_random_names_round_trip() -> None:
 def test_the_fast_paths_give_what_the_full_mapping_gives() -> None:
     """encode and decode return most names as they are without walking them: for every
     name, what they give must be what the character-by-character mapping gives."""
-    alphabet = 'aA.: \\|?*<>"‛‸␠␡．Ｎｘ＜～␁\x01\x7fNnOoCcUuXxPpRrLlTtMm19' + "日é\u2422\uff00\uff5f"
+    alphabet = 'aA.: \\|?*<>"‛‸␠␡．Ｎｘ＜～␁\x01\x7fNnOoCcUuXxPpRrLlTtMm19'
+    alphabet += "日é\u2422\uff00\uff5f"
     rng = random.Random(11)
     names = HARD + ["CON", "Aux", "nul.x.y", "lpt1", "com9.", "plain", "a b", ""]
     names += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(20000)]
@@ -128,3 +130,49 @@ def test_what_the_share_holds_keeps_its_name_when_a_twin_appears() -> None:
     # A case-marked name on the share stays, whatever comes and goes beside it.
     kept = store_paths(["a.txt"], True, {"a.txt": f"a{CASE_MARK}0.txt"}, {"": {"a‸0.txt"}})
     assert kept == {"a.txt": f"a{CASE_MARK}0.txt"}
+
+
+def test_store_paths_over_random_trees_keeps_names_and_stays_reversible() -> None:
+    """Random trees, part of each already on a case-insensitive share (some under mapped
+    or case-marked names): every path comes back from its stored path, nothing on the
+    share moves, and no two stored names in a folder differ only in case."""
+    rng = random.Random(5)
+    letters = "aAbB.: ?‸1"
+    for _ in range(300):
+        folders = ["", *{rng.choice(["d", "D", "e", "d:x"]) for _ in range(3)}]
+        paths = set(f for f in folders if f)
+        for _ in range(rng.randint(1, 12)):
+            folder = rng.choice(folders)
+            name = "".join(rng.choice(letters) for _ in range(rng.randint(1, 4)))
+            if name not in (".", ".."):
+                paths.add(f"{folder}/{name}" if folder else name)
+        backed_up = set(rng.sample(sorted(paths), k=len(paths) // 2))
+        backed_up |= {posixpath.dirname(p) for p in backed_up} - {""}  # a share has its folders
+        before = store_paths(backed_up, ignore_case=True)
+        on_share = dict(before)
+        occupied: dict[str, set[str]] = {}
+        for path, stored in on_share.items():
+            occupied.setdefault(posixpath.dirname(path), set()).add(
+                posixpath.basename(stored).casefold()
+            )
+        stored = store_paths(sorted(paths), True, on_share, occupied)
+        assert set(stored) == paths
+        for path, where in stored.items():
+            assert decode_path(where) == path
+            if path in on_share:
+                assert where == on_share[path], "what the share holds keeps its name"
+        by_folder: dict[str, list[str]] = {}
+        for where in stored.values():
+            by_folder.setdefault(posixpath.dirname(where), []).append(
+                posixpath.basename(where).casefold()
+            )
+        for names in by_folder.values():
+            assert len(names) == len(set(names)), names
+
+
+def test_a_name_the_share_holds_as_is_but_reads_back_otherwise_is_stored_anew() -> None:
+    """'a＜b' on the share as it is (written before names were mapped) reads back as 'a<b':
+    the local 'a＜b' must get its own, escaped, name; 'plain' stays where it is."""
+    on_share = {"a＜b": "a＜b", "plain": "plain"}
+    stored = store_paths(["a＜b", "plain"], False, on_share, {"": {"a＜b", "plain"}})
+    assert stored == {"a＜b": f"a{ESCAPE}＜b", "plain": "plain"}
