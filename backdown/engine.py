@@ -570,16 +570,23 @@ def _same_but_unhashed(item: Item, window: float) -> bool:
     )  # fmt: skip
 
 
-def _on_share(dst: Tree) -> tuple[dict[str, str], dict[str, set[str]]]:
-    """Where each path the share holds is stored, and the case-folded stored names in each
-    of its folders (for share_names.store_paths)."""
+def _on_share(
+    dst: Tree,
+) -> tuple[dict[str, str], Callable[[], dict[str, set[str]]]]:
+    """Where each path the share holds is stored, and a function giving the case-folded
+    stored names in each of its folders (for share_names.store_paths, which asks for them
+    only when a path is new)."""
     on_share = {path: info.stored or path for path, info in dst.files.items()}
     on_share.update({d: dst.stored_dirs.get(d, d) for d in dst.dirs})
-    occupied: dict[str, set[str]] = {folder: set(names) for folder, names in dst.hidden.items()}
-    for path, stored in on_share.items():
-        occupied.setdefault(posixpath.dirname(path), set()).add(
-            posixpath.basename(stored).casefold()
-        )
+
+    def occupied() -> dict[str, set[str]]:
+        names = {folder: set(hidden) for folder, hidden in dst.hidden.items()}
+        for path, stored in on_share.items():
+            names.setdefault(posixpath.dirname(path), set()).add(
+                posixpath.basename(stored).casefold()
+            )
+        return names
+
     return on_share, occupied
 
 

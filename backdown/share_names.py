@@ -28,7 +28,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 ESCAPE = "\u201b"  # ‛
 CASE_MARK = "\u2038"  # ‸
@@ -170,7 +170,7 @@ def store_paths(
     paths: Iterable[str],
     ignore_case: bool,
     on_share: Mapping[str, str] | None = None,
-    occupied: Mapping[str, set[str]] | None = None,
+    occupied: Mapping[str, set[str]] | Callable[[], Mapping[str, set[str]]] | None = None,
 ) -> dict[str, str]:
     """The stored path of every local path (files and folders alike, '/'-separated).
 
@@ -179,10 +179,11 @@ def store_paths(
     folder of the share. A name keeps the stored name it has, so nothing already backed up
     moves because a new name appeared beside it; a change of case only takes the new
     spelling; a new name gets its plain stored name unless, on a share that ignores case,
-    that is taken, and then a case_marked one.
+    that is taken, and then a case_marked one. `occupied` may be a function giving it: it
+    is then called only when some path is not on the share as it is (a run with nothing
+    new never needs it).
     """
     on_share = on_share or {}
-    occupied = occupied or {}
     stored_paths: dict[str, str] = {}
     folders: dict[str, list[str]] = defaultdict(list)
     for path in set(paths):
@@ -194,6 +195,9 @@ def store_paths(
             folders[posixpath.dirname(path)].append(path)
     for members in folders.values():
         members.sort()
+    if callable(occupied):
+        occupied = occupied() if folders else {}
+    occupied = occupied or {}
     names: dict[str, str] = {}
     for folder, members in folders.items():
         taken = set(occupied.get(folder, ()))

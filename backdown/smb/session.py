@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from smb.smb2_constants import SMB2_INFO_FILE
 from smb.smb2_structs import (
@@ -93,9 +93,9 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
-@dataclass(frozen=True)
-class RemoteEntry:
-    """One entry of a remote folder listing."""
+class RemoteEntry(NamedTuple):
+    """One entry of a remote folder listing (a tuple: a listing makes one per file, and a
+    tuple is the cheapest object to make)."""
 
     name: str
     is_dir: bool

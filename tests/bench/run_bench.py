@@ -51,8 +51,9 @@ REPO = HERE.parent.parent
 NAIVE_SCRIPT = HERE / "naive_pysmb.py"
 DEFAULT_LANPROXY_SRC = Path("/work/shared/tools/lanproxy/lanproxy.c")
 SHARE = "backup"
-LAN_DELAY_US = 500
-LAN_RATE_MBIT = 1000
+# The links lanproxy makes: (name, delay each way in us, Mbit/s shared by all connections).
+# LAN: an office's switch; VPN: a coworker at home reaching the office.
+LINKS = {"lan": ("LAN", 500, 1000), "vpn": ("VPN", 5000, 100)}
 BACKDOWN, SMBCLIENT, NAIVE = "BackDown", "smbclient", "naive pysmb"
 CLIENTS = (BACKDOWN, SMBCLIENT, NAIVE)
 BACKDOWN_META = (".backdown", ".backdown-replaced")  # BackDown's own folders, not user data
@@ -68,6 +69,11 @@ SNAP_TARGET_FILES = 100_000
 SNAPSHOT_TARGET_MB = 10.0
 AS_OF_TARGET_S = 5.0
 AS_OF_RUNS = 3
+# Office scale (100,000 files in 2,000 folders): a no-change re-run on loopback and on the
+# LAN, its peak RSS (MiB), and the first upload's files per second.
+SCALE_RERUN_TARGET_S = {None: 1.5, "lan": 3.0}
+SCALE_FIRST_TARGET_FPS = {None: 2000.0, "lan": 1500.0}
+SCALE_RSS_TARGET_MIB = 100.0
 SNAP_CHANGED = 1000  # (s): files changed after the first upload, so versions hold some
 SNAPSHOTS_DIR = (".backdown", "snapshots")
 SIZES_SCRIPT = HERE / "snapshot_sizes.py"
@@ -382,6 +388,7 @@ class SnapResults:
     sizes: dict[str, Any] = field(default_factory=dict)  # snapshot_sizes.py's JSON
     disk_bytes: int = 0  # the snapshot file on the server's disk
     rerun: list[Sample] = field(default_factory=list)  # uploads again, nothing changed
+    touched: list[Sample] = field(default_factory=list)  # again, TOUCHED files touched
     changed: Sample | None = None  # the upload after changing SNAP_CHANGED files
     versions: int = 0  # files in the versions area when --as-of plans
     as_of: list[Sample] = field(default_factory=list)  # download --as-of --dry-run --json
@@ -395,7 +402,7 @@ class SnapResults:
         first = [self.first] if self.first else []
         changed = [self.changed] if self.changed else []
         plans = [s for pair in zip(self.plan_now, self.as_of, strict=False) for s in pair]
-        return first + self.rerun + changed + plans
+        return first + self.rerun + self.touched + changed + plans
 
 
 class Bench:
@@ -448,7 +455,7 @@ class Bench:
             )
         self.runner.launcher = self._build_launcher()
         lanproxy = None
-        if self.args.lan:
+        if self.args.link:
             lanproxy = self._build_lanproxy()
             if lanproxy is None:
                 return False
@@ -531,8 +538,8 @@ class Bench:
         log = open(self.log_dir / "lanproxy.log", "wb")  # noqa: SIM115 - lives with the proxy
         self.proxy = subprocess.Popen(
             [str(binary), "--listen", f"127.0.0.1:{port}", "--connect"]
-            + [f"127.0.0.1:{self.server.port}", "--delay-us", str(LAN_DELAY_US)]
-            + ["--rate-mbit", str(LAN_RATE_MBIT), "--quiet"],
+            + [f"127.0.0.1:{self.server.port}", "--delay-us", str(LINKS[self.args.link][1])]
+            + ["--rate-mbit", str(LINKS[self.args.link][2]), "--quiet"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -784,13 +791,8 @@ class Bench:
                 )
         if "d" in self.args.cases:
             files = sorted(p for p in ds.path.rglob("*") if p.is_file())
-            step = max(1, len(files) // (TOUCHED * self.args.runs))
             for run in range(self.args.runs):
-                picked = [files[((run * TOUCHED + k) * step) % len(files)] for k in range(TOUCHED)]
-                for path in picked:
-                    st = path.stat()
-                    when = max(time.time(), st.st_mtime + 10)  # beyond --modify-window for sure
-                    os.utime(path, (when, when))
+                picked = _touch(files, run, self.args.runs)
                 sample = self.timed(
                     f"(d) BackDown re-run, {TOUCHED} touched, run {run + 1}", cmd, env
                 )
@@ -857,6 +859,7 @@ class Bench:
                 f"  (s) re-run {run + 1}/{args.runs} {sample.seconds:6.2f} s, "
                 f"{sample.rss_mb:.1f} MB, snapshots written {sample.extra['snapshots_written']}"
             )
+        self._touch_and_upload(ds, cmd, env, snap)
         original = self._change_files(ds, SNAP_CHANGED)
         changed = snap.changed = self.timed(
             f"(s) BackDown upload after changing {len(original)} files", cmd, env
@@ -913,6 +916,19 @@ class Bench:
             os.utime(path, (when, when))
         os.sync()
         return original
+
+    def _touch_and_upload(
+        self, ds: DataSet, cmd: list[str], env: dict[str, str], snap: SnapResults
+    ) -> None:
+        """(s): --runs uploads after touching TOUCHED files each; exactly those travel."""
+        files = sorted(p for p in ds.path.rglob("*") if p.is_file())
+        for run in range(self.args.runs):
+            picked = _touch(files, run, self.args.runs)
+            sample = self.timed(f"(s) BackDown re-run, {TOUCHED} touched, run {run + 1}", cmd, env)
+            self._check_output(BACKDOWN, sample, expected=len(set(picked)))
+            snap.touched.append(sample)
+            say(f"  (s) touched re-run {run + 1}/{self.args.runs} {sample.seconds:6.2f} s")
+        os.sync()
 
     def _check_plan(
         self, sample: Sample, ds: DataSet, as_of: str | None, target: Path, from_versions: int
@@ -1008,7 +1024,7 @@ class Bench:
         sections += self.snap_profiles  # (s), taken while its data was on the share
         for ds in self.datasets.values():
             shutil.rmtree(self.remote_disk(ds), ignore_errors=True)
-        mode = "LAN (lanproxy)" if self.args.lan else "loopback"
+        mode = link_name(self.args)
         head = [
             f"# Where BackDown's time goes: {mode}",
             "",
@@ -1265,16 +1281,18 @@ class Report:
 
     def render(self) -> str:
         b, args = self.b, self.b.args
-        mode = (
-            f"LAN: every client through lanproxy, {LAN_DELAY_US} us each way "
-            f"({2 * LAN_DELAY_US / 1000:g} ms round trip), {LAN_RATE_MBIT} Mbit/s shared"
-            if args.lan
-            else "loopback: every client straight to smbd on 127.0.0.1"
-        )
+        if args.link:
+            name, delay_us, mbit = LINKS[args.link]
+            mode = (
+                f"{name}: every client through lanproxy, {delay_us} us each way "
+                f"({2 * delay_us / 1000:g} ms round trip), {mbit} Mbit/s shared"
+            )
+        else:
+            mode = "loopback: every client straight to smbd on 127.0.0.1"
         load_after = os.getloadavg()
         command = " ".join(["python", "tests/bench/run_bench.py", *sys.argv[1:]])
         out = [
-            f"# BackDown benchmark: {'LAN (lanproxy)' if args.lan else 'loopback'}"
+            f"# BackDown benchmark: {link_name(args)}"
             + (f", BackDown on --protocol {args.protocol}" if args.protocol != "auto" else "")
             + (" with encryption" if args.encrypt else "")
             + (", server signing mandatory" if args.signing else ""),
@@ -1395,14 +1413,14 @@ class Report:
                 wall < RERUN_TARGET_S,
             )
         )
-        applies = files == NOCHANGE_TARGET_FILES and not self.b.args.lan
+        applies = files == NOCHANGE_TARGET_FILES and not self.b.args.link
         self.targets.append(
             (
                 f"(c) re-run with nothing changed, snapshot written: under "
                 f"{NOCHANGE_TARGET_S:g} s for {NOCHANGE_TARGET_FILES:,} files on loopback "
                 "(snapshots issue)",
                 f"{_fmt(wall)} s whole process, {files:,} files"
-                f"{'' if not self.b.args.lan else ' through lanproxy'}, "
+                f"{'' if not self.b.args.link else ' through lanproxy'}, "
                 f"snapshots written per run {written}"
                 + ("" if applies else " (target not for this set-up)"),
                 (wall < NOCHANGE_TARGET_S and all(w == 1 for w in written)) if applies else None,
@@ -1445,6 +1463,47 @@ class Report:
             "|--:|--:|---|",
             f"| {_fmt(wall)} | {_fmt(engine)} | {counts} |",
             "",
+        ]
+
+    def _scale_targets(
+        self, snap: SnapResults, ds: DataSet, applies: bool
+    ) -> list[tuple[str, str, bool | None]]:
+        """Office scale: the no-change and touched re-runs, their memory, the first upload."""
+        link = self.b.args.link
+        rerun_s = _med([s.seconds for s in snap.rerun])
+        touched_s = _med([s.seconds for s in snap.touched])
+        mib = max((s.rss_kib / 1024 for s in snap.rerun + snap.touched), default=float("nan"))
+        assert snap.first is not None
+        fps = ds.files / snap.first.seconds
+        limit, first_fps = SCALE_RERUN_TARGET_S.get(link), SCALE_FIRST_TARGET_FPS.get(link)
+        here = applies and limit is not None and first_fps is not None
+        scale = "" if here else " (no target for this set-up)"
+        # "The same plus the 10 files": each touched file at the first upload's pace.
+        touched_limit = (limit or 0.0) + TOUCHED / (first_fps or 1.0)
+        return [
+            (
+                f"(s) no-change re-run of {SNAP_TARGET_FILES:,} files: at most {limit} s "
+                "(loopback 1.5, LAN 3)",
+                f"{_fmt(rerun_s)} s whole process, median of {len(snap.rerun)}{scale}",
+                rerun_s <= (limit or 0.0) if here else None,
+            ),
+            (
+                f"(s) re-run after touching {TOUCHED} files: the same plus those files "
+                f"({_fmt(touched_limit)} s)",
+                f"{_fmt(touched_s)} s, median of {len(snap.touched)}{scale}",
+                touched_s <= touched_limit if here and snap.touched else None,
+            ),
+            (
+                f"(s) peak RSS of those re-runs at most {SCALE_RSS_TARGET_MIB:g} MiB",
+                f"{_fmt(mib, 1)} MiB (ru_maxrss)",
+                mib <= SCALE_RSS_TARGET_MIB if applies else None,
+            ),
+            (
+                f"(s) first upload of {SNAP_TARGET_FILES:,} files at least {first_fps} files/s "
+                "(loopback 2,000, LAN 1,500)",
+                f"{fps:,.0f} files/s ({_fmt(snap.first.seconds)} s){scale}",
+                fps >= (first_fps or 0.0) if here else None,
+            ),
         ]
 
     def snap_section(self, snap: SnapResults) -> list[str]:
@@ -1492,9 +1551,12 @@ class Report:
                 f"`{snap.old_bytes_back}`",
                 bool(snap.old_bytes_back),
             ),
+            *self._scale_targets(snap, ds, applies),
         ]
 
         def row(what: str, runs: list[Sample]) -> str:
+            if not runs:
+                return f"| {what} | n/a | | | | | 0 |"
             return (
                 f"| {what} | {_fmt(_med([s.seconds for s in runs]))} "
                 f"| {_fmt(_med([s.extra['engine_s'] for s in runs]))} "
@@ -1523,6 +1585,7 @@ class Report:
             "|---|--:|--:|--:|--:|--:|--:|",
             row(f"first upload, {ds.files:,} files (writes the snapshot below)", [snap.first]),
             row("upload again, nothing changed (writes a snapshot)", snap.rerun),
+            row(f"upload again after touching {TOUCHED} files", snap.touched),
             row(f"upload after changing {SNAP_CHANGED:,} files", [snap.changed]),
             row(
                 "`download NAME --dry-run --json` (plan of the folder as it is now)", snap.plan_now
@@ -1618,13 +1681,30 @@ class Report:
 # --------------------------------------------------------------------------- main
 
 
+def _touch(files: list[Path], run: int, runs: int) -> list[Path]:
+    """TOUCHED files spread over the list, other ones each run: a later time, the same bytes."""
+    step = max(1, len(files) // (TOUCHED * runs))
+    picked = [files[((run * TOUCHED + k) * step) % len(files)] for k in range(TOUCHED)]
+    for path in picked:
+        st = path.stat()
+        when = max(time.time(), st.st_mtime + 10)  # beyond --modify-window for sure
+        os.utime(path, (when, when))
+    return picked
+
+
+def link_name(args: argparse.Namespace) -> str:
+    return f"{LINKS[args.link][0]} (lanproxy)" if args.link else "loopback"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark BackDown against smbclient and a naive pysmb loop "
         "(see tests/bench/README.md)."
     )
-    parser.add_argument(
-        "--lan", action="store_true", help="go through lanproxy (1 ms RTT, 1 Gbit/s)"
+    link = parser.add_mutually_exclusive_group()
+    link.add_argument("--lan", action="store_true", help="go through lanproxy (1 ms RTT, 1 Gbit/s)")
+    link.add_argument(
+        "--vpn", action="store_true", help="go through lanproxy (10 ms RTT, 100 Mbit/s)"
     )
     parser.add_argument(
         "--protocol",
@@ -1690,6 +1770,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"lanproxy.c to compile (default {DEFAULT_LANPROXY_SRC})",
     )
     args = parser.parse_args(argv)
+    args.link = "vpn" if args.vpn else "lan" if args.lan else None
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     if not (Path(args.backdown_src) / "__main__.py").is_file():
