@@ -95,6 +95,8 @@ def walk_local(root: str, path_filter: PathFilter) -> Tree:
 # A remote walk opens more connections only for a tree with this many folders waiting: a
 # small tree is listed on the one connection it has, paying for no extra logon.
 HELP_WHEN_WAITING = 8
+# Folders one connection lists at a time, their requests in flight together.
+LIST_BATCH = 8
 
 
 def walk_remote(
@@ -153,18 +155,16 @@ class _RemoteWalk:
         self.cond = threading.Condition()
 
     def work(self, session: Session, on_waiting: Callable[[], None] = lambda: None) -> None:
-        """List folders on this connection until none is left (or the walk stops)."""
-        while (job := self._take()) is not None:
-            rel_dir, stored_dir = job
+        """List folders on this connection until none is left (or the walk stops): up to
+        LIST_BATCH at a time, their requests in flight together (on a link with latency,
+        one round trip lists them all)."""
+        while jobs := self._take():
             try:
-                entries = session.listdir(rjoin(self.root, stored_dir))
-            except RemoteFileError as exc:
-                self._finish(rel_dir, [], str(exc))
-                continue
+                outcomes = session.listdirs([rjoin(self.root, stored) for _, stored in jobs])
             except BaseException:
-                self._give_back(job)
+                self._give_back(jobs)
                 raise
-            if self._finish(rel_dir, entries, None, stored_dir) >= HELP_WHEN_WAITING:
+            if self._finish(jobs, outcomes) >= HELP_WHEN_WAITING:
                 on_waiting()
 
     def help(self, more: Callable[[], Session]) -> None:
@@ -195,35 +195,38 @@ class _RemoteWalk:
             self.stopping = True
             self.cond.notify_all()
 
-    def _take(self) -> tuple[str, str] | None:
+    def _take(self) -> list[tuple[str, str]]:
+        """The next folders to list (none: the walk is over)."""
         with self.cond:
             # Another connection's listing may still add folders: wait for it. Its own
-            # request has a deadline, so this wait ends too.
+            # requests have a deadline, so this wait ends too.
             while not self.pending and self.busy and not self.stopping:
                 self.cond.wait(timeout=1.0)
-            if self.stopping or not self.pending:
-                return None
-            self.busy += 1
-            return self.pending.popleft()
+            if self.stopping:
+                return []
+            jobs = [self.pending.popleft() for _ in range(min(LIST_BATCH, len(self.pending)))]
+            self.busy += len(jobs)
+            return jobs
 
-    def _give_back(self, job: tuple[str, str]) -> None:
+    def _give_back(self, jobs: list[tuple[str, str]]) -> None:
         with self.cond:
-            self.pending.appendleft(job)
-            self.busy -= 1
+            self.pending.extendleft(reversed(jobs))
+            self.busy -= len(jobs)
             self.cond.notify_all()
 
     def _finish(
-        self, rel_dir: str, entries: list[RemoteEntry], error: str | None, stored_dir: str = ""
+        self, jobs: list[tuple[str, str]], outcomes: list[list[RemoteEntry] | RemoteFileError]
     ) -> int:
-        """Enter one folder's listing into the tree; how many folders wait after it."""
+        """Enter these folders' listings into the tree; how many folders wait after them."""
         with self.cond:
             try:
-                if error is not None:
-                    self.tree.errors.append((rel_dir or ".", error))
-                else:
-                    self.pending.extend(self._enter(rel_dir, stored_dir, entries))
-            finally:  # whatever happened, no connection waits for this folder any more
-                self.busy -= 1
+                for (rel_dir, stored_dir), outcome in zip(jobs, outcomes, strict=True):
+                    if isinstance(outcome, RemoteFileError):
+                        self.tree.errors.append((rel_dir or ".", str(outcome)))
+                    else:
+                        self.pending.extend(self._enter(rel_dir, stored_dir, outcome))
+            finally:  # whatever happened, no connection waits for these folders any more
+                self.busy -= len(jobs)
                 self.cond.notify_all()
             return len(self.pending)
 

@@ -41,6 +41,15 @@ class LocalSession:
             raise RemoteNotFound(f"listing '{path}': not found")
         return [self._entry(child) for child in folder.iterdir()]
 
+    def listdirs(self, paths: list[str]) -> list[list[RemoteEntry] | RemoteFileError]:
+        outcomes: list[list[RemoteEntry] | RemoteFileError] = []
+        for path in paths:
+            try:
+                outcomes.append(self.listdir(path))
+            except RemoteFileError as exc:
+                outcomes.append(exc)
+        return outcomes
+
     def stat(self, path: str) -> RemoteEntry | None:
         target = self._p(path)
         return self._entry(target) if target.exists() else None

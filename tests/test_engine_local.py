@@ -111,6 +111,7 @@ def _opens_in_a_first_backup(rig, config: Path, setting: int, **options: object)
 
     def counting(endpoint, cancel):
         opened.append(1)
+        time.sleep(0.05)  # as a logon takes a while: every worker has its job before it ends
         return using.connect(endpoint, cancel)
 
     profile.transfers = setting

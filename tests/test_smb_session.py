@@ -256,3 +256,27 @@ def test_a_local_write_error_mid_download_leaves_the_session_in_step(
     out = io.BytesIO()
     session.get_file(f"{remote_dir}/big", out, 0, len(data))  # the next request still works
     assert out.getvalue() == data
+
+
+def test_listdirs_keeps_listings_in_flight_and_each_outcome_apart(
+    samba: SambaServer, session: SmbSession, remote_dir: str
+) -> None:
+    """Several folders listed together: a plain one, one of 1,500 entries (paged), a missing
+    one, an empty one; each as listdir gives it, the missing one's error in its place, all
+    in one go (the wire counts the requests in flight)."""
+    for i in range(3):
+        samba.put_file("backup", f"{remote_dir}/plain/f{i}.txt", b"x" * i)
+    for i in range(1500):
+        samba.put_file("backup", f"{remote_dir}/many/entry with a longish name {i:04}.txt", b"")
+    (samba.share_path("backup") / remote_dir / "empty").mkdir()
+    samba.chown(samba.share_path("backup") / remote_dir)
+    paths = [f"{remote_dir}/{name}" for name in ("plain", "many", "missing", "empty")]
+    outcomes = session.listdirs(paths)
+    assert session.wire.stats.peak_in_flight >= 4 * len(paths)
+    for path, outcome in zip(paths, outcomes, strict=True):
+        if path.endswith("missing"):
+            assert isinstance(outcome, RemoteNotFound)
+            continue
+        assert not isinstance(outcome, RemoteFileError)
+        assert sorted(outcome) == sorted(session.listdir(path)), path
+    assert len(outcomes[1]) == 1500 and outcomes[3] == []

@@ -5,6 +5,7 @@ connection cannot open, drops, or fails otherwise."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def _local_share(tmp_path: Path) -> tuple[Path, Callable[[], Session]]:
 
 
 class Dropping:
-    """A connection that drops (ConnectError) at its `after`-th listing, or fails with
+    """A connection that drops (ConnectError) at its `after`-th batch of listings, or fails with
     `fault`. A stand-in: a real server cannot be made to drop one chosen connection of
     several at one chosen request on demand (tests of a killed smbd are elsewhere)."""
 
@@ -89,14 +90,29 @@ class Dropping:
         self.session, self.after, self.fault = session, after, fault
         self.closed = False
 
-    def listdir(self, path: str):  # type: ignore[no-untyped-def]
+    def listdirs(self, paths: list[str]):  # type: ignore[no-untyped-def]
         self.after -= 1
         if self.after <= 0:
             raise self.fault("the connection dropped")
-        return self.session.listdir(path)
+        return self.session.listdirs(paths)
 
     def close(self) -> None:
         self.closed = True
+
+
+class Slow:
+    """A first connection that takes its time (as one over a network does), so that the
+    helpers started meanwhile get folders to list."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def listdirs(self, paths: list[str]):  # type: ignore[no-untyped-def]
+        time.sleep(0.02)
+        return self.session.listdirs(paths)
+
+    def stat(self, path: str):  # type: ignore[no-untyped-def]
+        return self.session.stat(path)
 
 
 def test_a_helper_that_cannot_connect_or_drops_leaves_its_folders_to_the_others(
@@ -113,7 +129,7 @@ def test_a_helper_that_cannot_connect_or_drops_leaves_its_folders_to_the_others(
             raise ConnectError("the server allows no more connections")
         return Dropping(open_local(), after=len(tries))  # type: ignore[return-value]
 
-    together = walk_remote(open_local(), "t", PathFilter(), True, unreliable, width=4)
+    together = walk_remote(Slow(open_local()), "t", PathFilter(), True, unreliable, width=4)
     assert together is not None
     _same(together, alone)
     assert len(tries) == 3 and len(alone.dirs) > HELP_WHEN_WAITING
@@ -124,11 +140,11 @@ def test_a_fault_in_a_helper_fails_the_walk(tmp_path: Path) -> None:
     helpers: list[Dropping] = []
 
     def faulty() -> Session:
-        helpers.append(Dropping(open_local(), after=2, fault=ValueError))
+        helpers.append(Dropping(open_local(), after=1, fault=ValueError))
         return helpers[-1]  # type: ignore[return-value]
 
     with pytest.raises(ValueError, match="dropped"):
-        walk_remote(open_local(), "t", PathFilter(), True, faulty, width=2)
+        walk_remote(Slow(open_local()), "t", PathFilter(), True, faulty, width=2)
     assert helpers and all(h.closed for h in helpers)
     assert threading.active_count() == 1 or all(
         not t.name.startswith("backdown-list") for t in threading.enumerate()

@@ -8,9 +8,10 @@ Connector, never a concrete class.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from backdown.errors import RemoteFileError
 from backdown.smb.endpoint import Endpoint
 from backdown.smb.session import Put, Readable, RemoteEntry, Writable
 
@@ -26,6 +27,7 @@ class Session(Protocol):
     closed: bool
 
     def listdir(self, path: str) -> list[RemoteEntry]: ...
+    def listdirs(self, paths: Sequence[str]) -> list[list[RemoteEntry] | RemoteFileError]: ...
     def stat(self, path: str) -> RemoteEntry | None: ...
     def read_file(self, path: str, fileobj: Writable, offset: int = 0) -> int: ...
     def get_file(

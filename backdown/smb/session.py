@@ -252,6 +252,17 @@ class SessionCore:
         with self._op(what):
             return self._list(path, what)
 
+    def listdirs(self, paths: Sequence[str]) -> list[list[RemoteEntry] | RemoteFileError]:
+        """Each folder's entries, or the RemoteFileError its listing raised; a transport
+        may keep the listings in flight together. A lost connection raises, as listdir."""
+        outcomes: list[list[RemoteEntry] | RemoteFileError] = []
+        for path in paths:
+            try:
+                outcomes.append(self.listdir(path))
+            except RemoteFileError as exc:
+                outcomes.append(exc)
+        return outcomes
+
     def read_file(self, path: str, fileobj: Writable, offset: int = 0) -> int:
         """Stream a remote file (from offset) into fileobj; returns the bytes read."""
         return self.get_file(path, fileobj, offset, None)
@@ -354,14 +365,42 @@ class SmbSession(SessionCore):
 
     # -- reading -------------------------------------------------------------------------
     def _list(self, path: str, what: str) -> list[RemoteEntry]:
+        return self._listed(path, what, self._call(self._list_chain(path)))
+
+    def listdirs(self, paths: Sequence[str]) -> list[list[RemoteEntry] | RemoteFileError]:
+        """Several folders' listings with their compounds in flight together (one round trip
+        for all of them where the credits allow, else one after the other)."""
+        chains = [self._list_chain(path) for path in paths]
+        if len(paths) < 2:
+            return super().listdirs(paths)
+        with self._op("listing folders"):
+            together = self.wire.reserve(sum(map(len, chains)))
+        if not together:  # a server that grants few credits: one listing at a time
+            return super().listdirs(paths)
+        with self._op("listing folders"):
+            sent = [self.wire.send(chain, self.tid) for chain in chains]
+            outcomes: list[list[RemoteEntry] | RemoteFileError] = []
+            for path, mids in zip(paths, sent, strict=True):
+                replies = self.wire.wait(mids)
+                try:
+                    outcomes.append(self._listed(path, f"listing '{path or '/'}'", replies))
+                except RemoteFileError as exc:
+                    outcomes.append(exc)
+            return outcomes
+
+    def _list_chain(self, path: str) -> list[Any]:
+        """Open, two directory reads and close: one compound."""
         query = [
             SMB2QueryDirectoryRequest(
                 RELATED_FID, "*", _FILE_ID_BOTH_DIRECTORY_INFORMATION, 0, _LIST_BUFFER
             )
             for _ in range(2)
         ]
-        opened, first, second, closed = self._call([self._open_dir(path), *query,
-                                                    SMB2CloseRequest(RELATED_FID)])  # fmt: skip
+        return [self._open_dir(path), *query, SMB2CloseRequest(RELATED_FID)]
+
+    def _listed(self, path: str, what: str, replies: list[SMB2Message]) -> list[RemoteEntry]:
+        """A listing's entries from its compound's replies."""
+        opened, first, second, closed = replies
         if opened.status == 0 and closed.status != 0:
             self._close_quietly(opened.payload.fid)
         if opened.status != 0:

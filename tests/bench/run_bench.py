@@ -49,7 +49,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 NAIVE_SCRIPT = HERE / "naive_pysmb.py"
-DEFAULT_LANPROXY_SRC = Path("/work/shared/tools/lanproxy/lanproxy.c")
+# The team's tools live beside the repository: ../shared/tools/lanproxy/.
+DEFAULT_LANPROXY_SRC = REPO.parent / "shared" / "tools" / "lanproxy" / "lanproxy.c"
 SHARE = "backup"
 # The links lanproxy makes: (name, delay each way in us, Mbit/s shared by all connections).
 # LAN: an office's switch; VPN: a coworker at home reaching the office.
@@ -1232,9 +1233,17 @@ def machine_lines(bench: Bench) -> list[str]:
         + (
             ""
             if source_digest(Path(bench.args.backdown_src)) == bench.source_digest
-            else f"; {bench.args.backdown_src} has changed since"
+            else f"; {_shown(Path(bench.args.backdown_src))} has changed since"
         ),
     ]
+
+
+def _shown(path: Path) -> str:
+    """A path as the report names it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return path.name
 
 
 def source_digest(package: Path) -> str:
