@@ -329,6 +329,17 @@ def test_the_form_looks_the_same(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(app_for(tmp_path / "config"), terminal_size=(80, 24))
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_the_settings_look_the_same(
+    snap_compare: Any, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    config = tmp_path / "config"
+    args = ["profile", "add", "office", "--local", "/home/alice/Documents", "--server",
+            "nas", "--share", "backup", "--exclude", "*.tmp", "--keep-daily", "7"]  # fmt: skip
+    assert run_cli(args, config).code == 0
+    assert snap_compare(app_for(config), terminal_size=size, press=["s"])
+
+
 async def test_restore_what_is_ticked_into_a_new_folder(
     tmp_path: Path, config: Path, samba: SambaServer, remote_dir: str
 ) -> None:
