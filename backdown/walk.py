@@ -114,8 +114,8 @@ def walk_remote(
     name than its path records that name.
 
     With `more` (opens another connection) and a `width` above 1, a large tree is listed
-    over up to `width` connections at once: each folder's listing is one round trip the
-    server spends its own time on, and several servers' processes work side by side.
+    over up to `width` connections at once: each folder's listing is work the server does
+    on its own time, and its processes (one per connection) do it side by side.
     """
     if root and session.stat(root) is None:
         return None
@@ -169,7 +169,7 @@ class _RemoteWalk:
 
     def help(self, more: Callable[[], Session]) -> None:
         """A helper thread: its own connection, closed at the end. A helper that cannot
-        connect, or whose connection drops, hands its folder back and stops: the first
+        connect, or whose connection drops, hands its folders back and stops: the first
         connection lists whatever is left, and fails the walk as it would alone."""
         try:
             session = more()
