@@ -462,6 +462,8 @@ def backup(
         ignore_case = share_ignores_case(session, root, dst, may_write=not options.dry_run)
         renamed = match_case(src, dst) if ignore_case else []
         stored = store_paths([*src.files, *src.dirs], ignore_case, *_on_share(dst))
+        # Only the paths stored under another name: the Uploader reads it with .get(p, p).
+        stored = {path: where for path, where in stored.items() if where != path}
         if options.checksum:
             manifest = load_manifest(session, root)
             _attach_checksums(src, dst, manifest, src, local_root, options.modify_window)

@@ -64,8 +64,9 @@ def file_sha256(path: str, limit: int | None = None) -> str:
 class Uploader:
     """Puts files from a local folder into a remote folder, one call per file per worker.
 
-    Paths in the plan are local names; `stored` gives each one's path on the share
-    (share_names), and `moved` the folders renamed on the share during this run.
+    Paths in the plan are local names; `stored` gives the path on the share of each one
+    stored under another name (share_names; a path not in it is stored as it is), and
+    `moved` the folders renamed on the share during this run.
     """
 
     local_root: str
@@ -76,7 +77,7 @@ class Uploader:
     subscriber: Subscriber
     cancel: threading.Event
     owner: str  # this computer's and profile's tag in temporaries' names
-    stored: dict[str, str] = field(default_factory=dict)
+    stored: dict[str, str] = field(default_factory=dict)  # only paths stored otherwise
     checksum: bool = False
     checksums: dict[str, Checksum] = field(default_factory=dict)
     versioned: int = 0

@@ -860,7 +860,6 @@ class Bench:
                 f"  (s) re-run {run + 1}/{args.runs} {sample.seconds:6.2f} s, "
                 f"{sample.rss_mb:.1f} MB, snapshots written {sample.extra['snapshots_written']}"
             )
-        self._touch_and_upload(ds, cmd, env, snap)
         original = self._change_files(ds, SNAP_CHANGED)
         changed = snap.changed = self.timed(
             f"(s) BackDown upload after changing {len(original)} files", cmd, env
@@ -895,6 +894,9 @@ class Bench:
                 f"from versions {sample.extra['from_versions']:,}"
             )
         snap.old_bytes_back = self._restore_old_bytes(ds, as_of, base, env, original)
+        # Last: each touched file's upload moves its old copy into the versions area,
+        # which the --as-of checks above count.
+        self._touch_and_upload(ds, cmd, env, snap)
         if args.profile:
             out_dir = Path(args.profile).resolve()
             self.snap_profiles.append(self.profile_one("s-as-of-plan", plan_cmd, env, out_dir))
