@@ -188,21 +188,43 @@ class Collaborators:
 
 
 class _Sessions:
-    """The run's own session for walking and bookkeeping; reopened if the server dropped it."""
+    """The run's own session for walking and bookkeeping (reopened if the server dropped
+    it), and the spare connections the share's walk opened, which the copies take up
+    rather than logging on again."""
 
     def __init__(self, endpoint: Endpoint, connect: Connector) -> None:
         self.endpoint = endpoint
         self.connect = connect
         self._session: Session | None = None
+        self._spare: list[Session] = []
+        self._lock = threading.Lock()
 
     def get(self) -> Session:
         if self._session is None or self._session.closed:
             self._session = self.connect(self.endpoint, None)
         return self._session
 
+    def another(self, cancel: threading.Event | None) -> Session:
+        """A spare connection of this run that is still open, else a new one."""
+        with self._lock:
+            while self._spare:
+                session = self._spare.pop()
+                if not session.closed:
+                    return session
+        return self.connect(self.endpoint, cancel)
+
+    def keep(self, session: Session) -> None:
+        """A connection done with its work, in step with the server: kept for another."""
+        if session.closed:
+            return
+        with self._lock:
+            self._spare.append(session)
+
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
+        with self._lock:
+            spare, self._spare = self._spare, []
+        for session in [*spare, *([self._session] if self._session is not None else [])]:
+            session.close()
 
 
 def check_connection(
@@ -413,10 +435,12 @@ class Run:
         self, session: Session, root: str, path_filter: PathFilter, decode_names: bool
     ) -> Tree | None:
         """walk_remote over this session and, for a large tree, up to `transfers` - 1 more
-        connections of the run's own (closed when the walk ends)."""
-        endpoint, cancel = self.sessions.endpoint, self.cancel
-        more = lambda: self.using.open(endpoint, cancel)  # noqa: E731
-        return walk_remote(session, root, path_filter, decode_names, more, self.transfers)
+        connections, kept afterwards for the run's copies."""
+        sessions, cancel = self.sessions, self.cancel
+        more = lambda: sessions.another(cancel)  # noqa: E731
+        return walk_remote(
+            session, root, path_filter, decode_names, more, self.transfers, sessions.keep
+        )
 
     @property
     def owner(self) -> str:
@@ -827,9 +851,9 @@ def _copy_all(
     returns the copies tried and every failure of the run so far."""
     failed_dirs = tuple(f.path for f in earlier_failures if f.path.endswith("/"))
     copies = [i for i in plan.copies if not i.path.startswith(failed_dirs)]
-    endpoint, options = run.sessions.endpoint, run.options
+    options = run.options
     pool: WorkerPool[Item] = WorkerPool(
-        lambda cancel: run.using.open(endpoint, cancel), run.transfers, options.retries,
+        run.sessions.another, run.transfers, options.retries,
         run.subscriber, run.cancel, options.backoff,
     )  # fmt: skip
     failures = list(earlier_failures)

@@ -322,9 +322,9 @@ def _read_back(
         cancel=run.cancel,
     )
     run.subscriber.on_plan("verify", _progress_plan(checks))
-    endpoint, options = run.sessions.endpoint, run.options
+    options = run.options
     pool: WorkerPool[Check] = WorkerPool(
-        lambda cancel: run.using.open(endpoint, cancel), run.transfers, options.retries,
+        run.sessions.another, run.transfers, options.retries,
         run.subscriber, run.cancel, options.backoff,
     )  # fmt: skip
     try:

@@ -106,6 +106,7 @@ def walk_remote(
     decode_names: bool = True,
     more: Callable[[], Session] | None = None,
     width: int = 1,
+    done: Callable[[Session], None] = lambda session: session.close(),
 ) -> Tree | None:
     """The files and folders under a remote folder, or None if the folder does not exist.
 
@@ -115,7 +116,8 @@ def walk_remote(
 
     With `more` (opens another connection) and a `width` above 1, a large tree is listed
     over up to `width` connections at once: each folder's listing is work the server does
-    on its own time, and its processes (one per connection) do it side by side.
+    on its own time, and its processes (one per connection) do it side by side. Each
+    helper connection that ends in step with the server goes to `done` (default: closed).
     """
     if root and session.stat(root) is None:
         return None
@@ -124,7 +126,7 @@ def walk_remote(
 
     def start_helper() -> None:
         if more is not None and len(helpers) < width - 1:
-            helper = threading.Thread(target=walk.help, args=(more,), daemon=True,
+            helper = threading.Thread(target=walk.help, args=(more, done), daemon=True,
                                       name=f"backdown-list-{len(helpers) + 1}")  # fmt: skip
             helpers.append(helper)
             helper.start()
@@ -167,10 +169,11 @@ class _RemoteWalk:
             if self._finish(jobs, outcomes) >= HELP_WHEN_WAITING:
                 on_waiting()
 
-    def help(self, more: Callable[[], Session]) -> None:
-        """A helper thread: its own connection, closed at the end. A helper that cannot
-        connect, or whose connection drops, hands its folders back and stops: the first
-        connection lists whatever is left, and fails the walk as it would alone."""
+    def help(self, more: Callable[[], Session], done: Callable[[Session], None]) -> None:
+        """A helper thread: its own connection, handed to `done` at the end when it is in
+        step with the server, closed otherwise. A helper that cannot connect, or whose
+        connection drops, hands its folders back and stops: the first connection lists
+        whatever is left, and fails the walk as it would alone."""
         try:
             session = more()
         except Exception:  # noqa: BLE001 (a server may allow fewer connections: go on)
@@ -178,17 +181,15 @@ class _RemoteWalk:
         try:
             self.work(session)
         except (ConnectError, OSError):
-            pass
+            _close_quietly(session)
         except BaseException as exc:  # anything else is a fault the caller must see
+            _close_quietly(session)  # it may hold half an exchange
             with self.cond:
                 self.failure = self.failure or exc
                 self.stopping = True
                 self.cond.notify_all()
-        finally:
-            try:
-                session.close()
-            except Exception:  # noqa: BLE001 (it is closed either way)
-                pass
+        else:
+            done(session)
 
     def stop_helpers(self) -> None:
         with self.cond:
@@ -267,3 +268,10 @@ class _RemoteWalk:
                 kept = stored if stored != rel else None
                 tree.files[rel] = FileInfo(rel, entry.size, entry.mtime, stored=kept)
         return subfolders
+
+
+def _close_quietly(session: Session) -> None:
+    try:
+        session.close()
+    except Exception:  # noqa: BLE001 (it is closed either way)
+        pass

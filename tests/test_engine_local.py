@@ -128,3 +128,28 @@ def test_the_profiles_transfers_set_the_connections_unless_the_run_says(rig, tmp
     shutil.rmtree(share)
     overridden = _opens_in_a_first_backup(rig, tmp_path / "c5", 3, transfers=1)
     assert (three, overridden) == (one + 2, one)
+
+
+def test_the_connections_that_listed_the_share_copy_the_files_after(rig, tmp_path) -> None:
+    """A large tree is listed over up to 4 connections; the copies then take those up
+    rather than logging on again: never more than the run's own and 4, where opening anew
+    would make 1 + the listing's helpers (at least 1: 30 folders wait) + 4."""
+    profile, local, share, _clock, using = rig
+    for n in range(30):
+        (local / f"folder {n}").mkdir()
+        (local / f"folder {n}" / "doc.txt").write_bytes(b"first")
+    assert _up(profile, tmp_path / "config", using).ok
+    for n in range(12):
+        (local / f"folder {n}" / "doc.txt").write_bytes(b"second, longer")
+    opened = []
+
+    def counting(endpoint, cancel):
+        opened.append(1)
+        time.sleep(0.05)  # as a logon takes a while
+        return using.connect(endpoint, cancel)
+
+    counted = Collaborators(connect=counting, clock=using.clock, clock_checked_by_server=False)
+    report = _up(profile, tmp_path / "config", counted, transfers=4)
+    assert report.ok and report.files_transferred == 12
+    assert tree_bytes(share) == tree_bytes(local)
+    assert len(opened) <= 1 + 4

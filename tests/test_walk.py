@@ -64,7 +64,7 @@ def test_several_connections_list_the_same_tree_as_one(
     together = walk_remote(first, remote_dir, PathFilter(), True, more, width=4)
     assert together is not None
     _same(together, alone)
-    assert len(opened) == 2 + 3, "three helpers joined the first connection"
+    assert 2 + 1 <= len(opened) <= 2 + 3, "helpers (at most 3) joined the first connection"
     assert all(s.closed for s in opened[2:]) and not first.closed, "a helper closes its own"
 
 
