@@ -15,11 +15,15 @@ import gzip
 import io
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from backdown.manifest import parse_stamp
 from backdown.paths import META_DIR, rjoin
 from backdown.smb import RemoteFileError, RemoteNotFound, Session
+
+# A file as a snapshot records it: size, modification time, SHA-256 when known.
+FileRecord = tuple[int, float, str | None]
 
 SNAPSHOTS = "snapshots"
 FORMAT = 1
@@ -44,7 +48,7 @@ class SnapshotRef:
 class Snapshot:
     ref: SnapshotRef
     profile: str
-    files: dict[str, tuple[int, float, str | None]]  # path -> (size, mtime, sha256)
+    files: Mapping[str, FileRecord]  # path -> (size, mtime, sha256)
     dirs: list[str] = field(default_factory=list)
 
     @property
@@ -104,10 +108,11 @@ def encode(snapshot: Snapshot) -> bytes:
     # Level 3: 13 % larger than 6 for 100,000 files (2.27 against 2.01 MB), in half the time.
     with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=3, mtime=0) as packed:
         packed.write(_json(head)[:-1].encode("utf-8") + b',"files":{')
-        files = sorted(snapshot.files.items())
-        for start in range(0, len(files), _SLICE):
-            piece = _json(dict(files[start : start + _SLICE]))[1:-1]  # tuples become lists
-            packed.write((b"," if start else b"") + piece.encode("utf-8"))
+        files, paths = snapshot.files, sorted(snapshot.files)
+        for start in range(0, len(paths), _SLICE):
+            piece = {path: files[path] for path in paths[start : start + _SLICE]}
+            text = _json(piece)[1:-1]  # tuples become lists
+            packed.write((b"," if start else b"") + text.encode("utf-8"))
         packed.write(b'},"dirs":' + _json(sorted(snapshot.dirs)).encode("utf-8") + b"}")
     return out.getvalue()
 
