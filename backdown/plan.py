@@ -127,7 +127,7 @@ def make_plan(src: Tree, dst: Tree, rules: CompareRules) -> Plan:
             items.append(Item(Action.UNCHANGED, path, s, d))
     extra_dirs = _topmost(dst.dirs - src.dirs)
     covered = tuple(d + "/" for d in extra_dirs)
-    for path in sorted(set(dst.files) - set(src.files)):
+    for path in sorted(path for path in dst.files if path not in src.files):
         if not path.startswith(covered):
             items.append(Item(Action.EXTRA, path, None, dst.files[path]))
     mkdirs = sorted(src.dirs - dst.dirs, key=lambda p: (p.count("/"), p))
