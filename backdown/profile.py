@@ -207,15 +207,20 @@ def parse_unc(text: str) -> tuple[str, str, str] | None:
 
 
 def validate_port(value: object) -> int:
+    return _number_in(value, 1, 65535, "the port")
+
+
+def _number_in(value: object, low: int, high: int, what: str) -> int:
+    """A whole number from low to high, or UsageError saying which range."""
     try:
-        port = int(str(value).strip())
+        number = int(str(value).strip())
     except ValueError:
         raise UsageError(
-            f"the port must be a number from 1 to 65535, not {quoted(value)}"
+            f"{what} must be a number from {low} to {high}, not {quoted(value)}"
         ) from None
-    if not 1 <= port <= 65535:
-        raise UsageError(f"the port must be a number from 1 to 65535, not {port}")
-    return port
+    if not low <= number <= high:
+        raise UsageError(f"{what} must be a number from {low} to {high}, not {number}")
+    return number
 
 
 def validate_share(value: object) -> str:
@@ -385,15 +390,7 @@ def validate_flag(value: object, what: str) -> bool:
 
 def validate_transfers(value: object) -> int:
     """Parallel connections: 1 to MAX_TRANSFERS (a server gives each its own smbd)."""
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise UsageError(
-            f"transfers must be a whole number from 1 to {MAX_TRANSFERS}, not {quoted(value)}"
-        ) from None
-    if not 1 <= number <= MAX_TRANSFERS:
-        raise UsageError(f"transfers must be from 1 to {MAX_TRANSFERS}, not {number}")
-    return number
+    return _number_in(value, 1, MAX_TRANSFERS, "transfers")
 
 
 def _count(value: object, what: str) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 from backdown.errors import LocalFileError, RemoteExists, RemoteFileError, RemoteNotFound
 from backdown.smb import Endpoint, Put, Readable, RemoteEntry, Writable
+from backdown.smb.session import each_listed
 
 
 class LocalSession:
@@ -42,13 +43,7 @@ class LocalSession:
         return [self._entry(child) for child in folder.iterdir()]
 
     def listdirs(self, paths: list[str]) -> list[list[RemoteEntry] | RemoteFileError]:
-        outcomes: list[list[RemoteEntry] | RemoteFileError] = []
-        for path in paths:
-            try:
-                outcomes.append(self.listdir(path))
-            except RemoteFileError as exc:
-                outcomes.append(exc)
-        return outcomes
+        return each_listed(self.listdir, paths)
 
     def stat(self, path: str) -> RemoteEntry | None:
         target = self._p(path)

@@ -185,7 +185,7 @@ def test_profile_list_and_show(config: Path, local: Path) -> None:
     ok(run_cli(["profile", "edit", "beta", "--transfers", "2"], config))
     assert json_of(ok(run_cli(["profile", "show", "beta", "--json"], config)))["transfers"] == 2
     error(run_cli(["profile", "edit", "beta", "--transfers", "65"], config), 2,
-          "transfers must be from 1 to 64, not 65")  # fmt: skip
+          "transfers must be a number from 1 to 64, not 65")  # fmt: skip
 
 
 def test_profile_list_when_there_is_none(config: Path) -> None:

@@ -416,7 +416,7 @@ async def test_settings_are_checked_as_they_change_and_saved(tmp_path: Path, con
         screen.query_one("#encrypt").value = True
         screen.query_one("#transfers").value = "0"
         await pilot.pause()
-        assert "transfers must be from 1 to 64, not 0" in str(problem.render())
+        assert "transfers must be a number from 1 to 64, not 0" in str(problem.render())
         screen.query_one("#transfers").value = "8"
         screen.query_one("#notify").text = "ntfy://backups\n\njson://localhost:8/x\n"
         screen.query_one("#notify_config").value = str(tmp_path / "absent.yml")

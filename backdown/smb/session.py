@@ -256,13 +256,7 @@ class SessionCore:
     def listdirs(self, paths: Sequence[str]) -> list[list[RemoteEntry] | RemoteFileError]:
         """Each folder's entries, or the RemoteFileError its listing raised; a transport
         may keep the listings in flight together. A lost connection raises, as listdir."""
-        outcomes: list[list[RemoteEntry] | RemoteFileError] = []
-        for path in paths:
-            try:
-                outcomes.append(self.listdir(path))
-            except RemoteFileError as exc:
-                outcomes.append(exc)
-        return outcomes
+        return each_listed(self.listdir, paths)
 
     def read_file(self, path: str, fileobj: Writable, offset: int = 0) -> int:
         """Stream a remote file (from offset) into fileobj; returns the bytes read."""
@@ -788,6 +782,19 @@ class SmbSession(SessionCore):
 
     def __enter__(self) -> SmbSession:
         return self
+
+
+def each_listed(
+    listdir: Callable[[str], list[RemoteEntry]], paths: Sequence[str]
+) -> list[list[RemoteEntry] | RemoteFileError]:
+    """listdirs one folder after the other: each one's entries, or its RemoteFileError."""
+    outcomes: list[list[RemoteEntry] | RemoteFileError] = []
+    for path in paths:
+        try:
+            outcomes.append(listdir(path))
+        except RemoteFileError as exc:
+            outcomes.append(exc)
+    return outcomes
 
 
 # The codec itself: bytes.decode looks the codec up by name on every call (a listing of
