@@ -662,3 +662,73 @@ def test_smb1_only_server_is_refused_in_one_line(
     assert result.code == 3, f"{command} against an SMB1-only server: {outcome(result)}"
     assert len(lines) == 1 and "SMB1" in lines[0], f"stderr should be one line about SMB1: {lines}"
     assert "Traceback" not in result.err
+
+
+# --------------------------------------------------------------------------- killed while listing
+
+
+LISTING_FOLDERS = 1200
+LISTING_CHANGED = 20
+
+
+def test_killed_smbd_child_while_the_share_is_listed_loses_no_folder(
+    samba: SambaServer, remote_dir: str, tmp_path: Path
+) -> None:
+    """SIGKILL the newest smbd child while a re-run lists a tree of 1,200 folders over
+    several connections (the newest is a helper's: the run's own is older).
+
+    The helper's folders go back to the other connections. A run that ends with exit 0
+    must have sent exactly the changed files (a folder whose listing was lost would send
+    its files again as new); any run that stops says why, and the next one completes.
+    In the end the share holds the local tree byte for byte.
+    """
+    local = tmp_path / "local"
+    for n in range(LISTING_FOLDERS):
+        doc = local / f"f{n % 40:02}" / f"sub {n}" / "doc.txt"
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_bytes(f"first {n}".encode())
+    config = tmp_path / "config"
+    profile(config, local, samba, remote_dir)
+    first = run_bounded(["upload", "p", "--json"], config, RUN_TIMEOUT)
+    assert first.code == 0, outcome(first)
+    killed: list[str] = []
+    for attempt in range(3):
+        for n in range(attempt, LISTING_FOLDERS, LISTING_FOLDERS // LISTING_CHANGED):
+            (local / f"f{n % 40:02}" / f"sub {n}" / "doc.txt").write_bytes(
+                f"changed {attempt} {n}".encode()
+            )
+        before = set(samba.client_pids())
+        proc = spawn_cli(["upload", "p", "--json"], config)
+        try:
+            deadline = time.monotonic() + RUN_TIMEOUT
+            landed = len(killed)
+            while proc.poll() is None and time.monotonic() < deadline and len(killed) == landed:
+                new = [p for p in samba.client_pids() if p not in before]
+                if len(new) >= 3:  # the run's own and two helpers: listing in parallel
+                    try:
+                        os.kill(new[-1], signal.SIGKILL)
+                        killed.append(f"run {attempt}: pid {new[-1]} of {len(new)}")
+                    except ProcessLookupError:
+                        pass
+                time.sleep(0.0005)
+            out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=30)
+        result = Result(proc.returncode, out, err)
+        if result.code == 0:
+            sent = report_of(result)["files_transferred"]
+            assert sent == LISTING_CHANGED, f"{sent} files sent, {killed}: {outcome(result)}"
+        else:  # the kill hit a copy's connection past its retries, or the run's own
+            assert "connection" in outcome(result).lower(), outcome(result)
+            again = run_bounded(["upload", "p", "--json"], config, RUN_TIMEOUT)
+            assert again.code == 0, outcome(again)
+        on_share = tree_bytes(samba.share_path("backup") / remote_dir)
+        check_problems(
+            tree_differences(tree_bytes(local), on_share),
+            f"the share after a kill while listing ({killed})",
+        )
+        killed.append(f"  -> exit {result.code}")
+    print("\n".join(killed))  # shown with -rP: which process each kill hit, and the outcome
+    assert any("pid" in k for k in killed), "no kill landed while several connections listed"
