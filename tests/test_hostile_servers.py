@@ -667,15 +667,15 @@ def test_smb1_only_server_is_refused_in_one_line(
 # --------------------------------------------------------------------------- killed while listing
 
 
-LISTING_FOLDERS = 1200
+LISTING_FOLDERS = 4000
 LISTING_CHANGED = 20
 
 
 def test_killed_smbd_child_while_the_share_is_listed_loses_no_folder(
     samba: SambaServer, remote_dir: str, tmp_path: Path
 ) -> None:
-    """SIGKILL the newest smbd child while a re-run lists a tree of 1,200 folders over
-    several connections (the newest is a helper's: the run's own is older).
+    """SIGKILL a listing helper's smbd child while a re-run lists a tree of 4,000 folders
+    over several connections (the second-oldest new child: the run's own is the oldest).
 
     The helper's folders go back to the other connections. A run that ends with exit 0
     must have sent exactly the changed files (a folder whose listing was lost would send
@@ -704,10 +704,12 @@ def test_killed_smbd_child_while_the_share_is_listed_loses_no_folder(
             landed = len(killed)
             while proc.poll() is None and time.monotonic() < deadline and len(killed) == landed:
                 new = [p for p in samba.client_pids() if p not in before]
-                if len(new) >= 3:  # the run's own and two helpers: listing in parallel
+                # The run's own connection and two helpers: the share is listed in
+                # parallel. The first helper is past its logon and listing: kill it.
+                if len(new) >= 3:
                     try:
-                        os.kill(new[-1], signal.SIGKILL)
-                        killed.append(f"run {attempt}: pid {new[-1]} of {len(new)}")
+                        os.kill(new[1], signal.SIGKILL)
+                        killed.append(f"run {attempt}: pid {new[1]} of {len(new)}")
                     except ProcessLookupError:
                         pass
                 time.sleep(0.0005)
