@@ -73,7 +73,7 @@ from backdown.smb.connect import ShareInfo, list_shares
 from backdown.smb.kerberos import principal_for, ticket_principal
 from backdown.smb.transport import connector_for
 from backdown.snapshots import FileRecord
-from backdown.transfer import Meter, WorkerPool
+from backdown.transfer import Batching, Meter, WorkerPool
 from backdown.upload import (
     Uploader,
     create_folders,
@@ -708,9 +708,9 @@ def _upload(
         )
     created, folder_failures = create_folders(session, uploader, plan)
     report.folders_created = created
-    copies, failures = _copy_all(
-        run, uploader.meter, plan, rename_failures + folder_failures, uploader.upload, src
-    )
+    batching = Batching(uploader.batchable, uploader.upload_many)
+    earlier = rename_failures + folder_failures
+    copies, failures = _copy_all(run, uploader.meter, plan, earlier, uploader.upload, src, batching)
     report.resumed_files = uploader.resumed
     report.notes += [f"could not list '{p}' on the share ({why})" for p, why in dst.errors]
     session = _reopen(run.sessions)
@@ -865,6 +865,7 @@ def _copy_all(
     earlier_failures: list[Failure],
     work: Callable[[Session, Item, int], None],
     src: Tree,
+    batching: Batching[Item] | None = None,
 ) -> tuple[list[Item], list[Failure]]:
     """Copy the plan's files with the worker pool (skipping folders that failed earlier);
     returns the copies tried and every failure of the run so far."""
@@ -877,7 +878,7 @@ def _copy_all(
     )  # fmt: skip
     failures = list(earlier_failures)
     try:
-        failures += pool.run(copies, work, lambda i: i.path)
+        failures += pool.run(copies, work, lambda i: i.path, batching)
     finally:
         run.report.bytes_transferred = meter.bytes
     failures += [Failure(p, why) for p, why in src.errors]

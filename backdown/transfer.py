@@ -8,6 +8,10 @@ Errors are classified the rclone way:
 - RemoteFileError / LocalFileError (this file only): record it and go on;
 - anything else BackDown raises (AuthError, ShareError): fatal, stop the run.
 
+A worker may take several jobs at once (Batching: small new files, whose requests then
+share round trips). A connection lost mid-batch retries only the jobs not yet told done,
+and a batch that got some done before the loss starts its count of tries again.
+
 The pool opens its sessions with the `connect` it is given (smb.connect in a real run), so
 a test can run the engine over another session implementation.
 """
@@ -18,6 +22,7 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import IO, Generic, TypeVar
 
 from backdown.errors import (
@@ -93,6 +98,17 @@ class MeteredWriter:
         return n
 
 
+@dataclass(frozen=True)
+class Batching(Generic[T]):
+    """Jobs a worker may do several at a time over its one connection (small new files:
+    their requests then share round trips). `work` does `jobs` and tells done(job, error)
+    as each one ends; a ConnectError it raises retries the jobs not told done."""
+
+    fits: Callable[[T], bool]
+    work: Callable[[Session, list[T], int, Callable[[T, str | None], None]], None]
+    size: int = 8
+
+
 class WorkerPool(Generic[T]):
     """Runs one function over many jobs on N threads, each with its own SMB session."""
 
@@ -120,14 +136,16 @@ class WorkerPool(Generic[T]):
         jobs: Sequence[T],
         work: Callable[[Session, T, int], None],
         name: Callable[[T], str],
+        batching: Batching[T] | None = None,
     ) -> list[Failure]:
         """Do every job; returns the failures. Raises the first fatal error, or Cancelled."""
-        todo: queue.SimpleQueue[T] = queue.SimpleQueue()
-        for job in jobs:
-            todo.put(job)
+        todo: queue.SimpleQueue[list[T]] = queue.SimpleQueue()
+        units = _units(jobs, batching)
+        for unit in units:
+            todo.put(unit)
         threads = [
-            threading.Thread(target=self._worker, args=(todo, work, name), daemon=True)
-            for _ in range(min(self.workers, len(jobs)))
+            threading.Thread(target=self._worker, args=(todo, work, name, batching), daemon=True)
+            for _ in range(min(self.workers, len(units)))
         ]
         for t in threads:
             t.start()
@@ -154,18 +172,19 @@ class WorkerPool(Generic[T]):
 
     def _worker(
         self,
-        todo: queue.SimpleQueue[T],
+        todo: queue.SimpleQueue[list[T]],
         work: Callable[[Session, T, int], None],
         name: Callable[[T], str],
+        batching: Batching[T] | None,
     ) -> None:
         session: Session | None = None
         try:
             while not self.cancel.is_set():
                 try:
-                    job = todo.get_nowait()
+                    unit = todo.get_nowait()
                 except queue.Empty:
                     return
-                session = self._do(job, session, work, name)
+                session = self._do(unit, session, work, name, batching)
         except BaseException as exc:  # a fatal error in any worker stops them all
             if not isinstance(exc, Cancelled):
                 self._stop_with(exc)
@@ -175,22 +194,42 @@ class WorkerPool(Generic[T]):
 
     def _do(
         self,
-        job: T,
+        unit: list[T],
         session: Session | None,
         work: Callable[[Session, T, int], None],
         name: Callable[[T], str],
+        batching: Batching[T] | None,
     ) -> Session | None:
-        """One job with its retries; returns the session to reuse (None if it died)."""
+        """One job (or a batch of them) with its retries; returns the session to reuse
+        (None if it died)."""
+        left = list(unit)
+
+        def done(job: T, error: str | None) -> None:
+            left.pop(next(k for k, other in enumerate(left) if other is job))
+            if error is None:
+                self.subscriber.on_file_done(name(job), None)
+            else:
+                self._fail(name(job), error)
+
         attempt = 0
         silent = False  # the last try ended with the server not answering
         while True:
             connecting = session is None or session.closed
+            before = len(left)
             try:
                 if session is None or session.closed:
                     session = self.connect(self.cancel)
                 connecting = False
-                work(session, job, attempt)
-                self.subscriber.on_file_done(name(job), None)
+                if batching is not None and len(left) > 1:
+                    try:
+                        batching.work(session, list(left), attempt, done)
+                    except (RemoteFileError, LocalFileError) as exc:  # not one file's: all
+                        for job in list(left):
+                            done(job, str(exc))
+                    for job in list(left):  # never told: done alone rather than dropped
+                        _one(session, job, attempt, work, done)
+                else:
+                    _one(session, left[0], attempt, work, done)
                 return session
             except ConnectError as exc:
                 if session is not None:
@@ -201,21 +240,21 @@ class WorkerPool(Generic[T]):
                 if connecting and silent and isinstance(exc, NoAnswer):
                     raise  # silent, and silent again on reconnecting: the link is dead
                 silent = isinstance(exc, NoAnswer)
-                if attempt >= self.retries:
+                # A batch that got some of its files done before the connection went is
+                # making headway: its count of tries starts again.
+                tries = 0 if len(left) < before else attempt
+                if tries >= self.retries:
                     # A connection that stays lost for every retry of one file is lost for
                     # all of them: stop the run (exit 3) rather than wait out each file.
                     raise type(exc)(
-                        f"{exc} (gave up on '{name(job)}' after {attempt + 1} tries); run "
+                        f"{exc} (gave up on '{name(left[0])}' after {tries + 1} tries); run "
                         "again to resume"
                     ) from None
-                wait = self.backoff * (2**attempt)
-                self.subscriber.on_notice(f"{name(job)}: {exc}; retrying in {wait:g} s")
-                attempt += 1
+                wait = self.backoff * (2**tries)
+                self.subscriber.on_notice(f"{name(left[0])}: {exc}; retrying in {wait:g} s")
+                attempt = tries + 1
                 if self.cancel.wait(wait):
                     raise Cancelled() from None
-            except (RemoteFileError, LocalFileError) as exc:
-                self._fail(name(job), str(exc))
-                return session
             except Cancelled:
                 raise
             except BackdownError:
@@ -225,3 +264,37 @@ class WorkerPool(Generic[T]):
         with self._lock:
             self.failures.append(Failure(path, error))
         self.subscriber.on_file_done(path, error)
+
+
+def _one(
+    session: Session,
+    job: T,
+    attempt: int,
+    work: Callable[[Session, T, int], None],
+    done: Callable[[T, str | None], None],
+) -> None:
+    """One job: its own failure (this file only) is told, not raised."""
+    try:
+        work(session, job, attempt)
+    except (RemoteFileError, LocalFileError) as exc:
+        done(job, str(exc))
+        return
+    done(job, None)
+
+
+def _units(jobs: Sequence[T], batching: Batching[T] | None) -> list[list[T]]:
+    """The jobs as the workers take them: alone, or in batches of those that fit (each
+    batch where its first job was, so the order of the work stays as given)."""
+    if batching is None:
+        return [[job] for job in jobs]
+    units: list[list[T]] = []
+    open_batch: list[T] | None = None
+    for job in jobs:
+        if not batching.fits(job):
+            units.append([job])
+            continue
+        if open_batch is None or len(open_batch) >= batching.size:
+            open_batch = []
+            units.append(open_batch)
+        open_batch.append(job)
+    return units

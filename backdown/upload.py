@@ -15,9 +15,13 @@ import io
 import os
 import posixpath
 import threading
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import BinaryIO
 
+from backdown.errors import BackdownError
 from backdown.manifest import VERSIONS, Checksum
 from backdown.paths import (
     ABANDONED_OWN_SECONDS,
@@ -34,15 +38,21 @@ from backdown.plan import Action, FileInfo, Item, Plan, Tree
 from backdown.progress import Subscriber
 from backdown.report import Failure
 from backdown.smb import (
+    MAX_IO,
     WRITE_WINDOW,
     LocalFileError,
     Put,
+    PutJob,
     RemoteExists,
     RemoteFileError,
     RemoteNotFound,
     Session,
 )
 from backdown.transfer import Meter, SourceReader
+
+# A file's time on the share as this run set it (FILETIME: 100 ns ticks) against its local
+# one: within this, the same moment.
+SAME_TIME = 1e-6
 
 
 def file_sha256(path: str, limit: int | None = None) -> str:
@@ -156,11 +166,102 @@ class Uploader:
         try:
             sha, placed = self._send(session, source, temp, src, offset,
                                      target if direct else None)  # fmt: skip
-            if not placed:
+            if not placed and not (direct and self._already_there(session, temp, target, src)):
                 current = self.current(item.dst) if item.dst is not None else target
                 self._put_in_place(session, temp, current, target)
-        except RemoteFileError as exc:  # name the user's file, not our temporary
-            raise type(exc)(str(exc).replace(f"'{temp}'", f"'{target}'")) from None
+        except RemoteFileError as exc:
+            raise _named(exc, temp, target) from None
+        self._hashed(src, sha)
+
+    def _already_there(self, session: Session, temp: str, target: str, src: FileInfo) -> bool:
+        """A new file found in place with its size and time: this run's own copy, renamed
+        in before a lost connection hid the reply (the retry sees it), or the same file
+        from another computer. Drop the temporary rather than keep the file's twin as an
+        old version."""
+        entry = session.stat(target)
+        if entry is None or entry.is_dir or entry.size != src.size:
+            return False
+        if abs(entry.mtime - src.mtime) > SAME_TIME:
+            return False
+        try:
+            session.remove(temp)
+        except RemoteFileError:
+            pass  # the stale temporaries' clean-up takes it later
+        return True
+
+    def batchable(self, item: Item) -> bool:
+        """A new file small enough for one write, with no temporary to continue: it may go
+        in a batch (upload_many)."""
+        src = item.src
+        return (
+            item.action is Action.NEW
+            and src is not None
+            and src.size <= MAX_IO
+            and temp_name(src.path, src, self.owner) not in self.partials
+        )
+
+    def upload_many(
+        self, session: Session, items: list[Item], attempt: int,
+        done: Callable[[Item, str | None], None],
+    ) -> None:  # fmt: skip
+        """Copy new small files (batchable) with their requests in flight together
+        (put_files), each by upload's rules: written to its temporary, renamed into place
+        once every byte is acknowledged. A retry goes one file at a time, as upload."""
+        if attempt > 0:
+            for item in items:
+                try:
+                    self.upload(session, item, attempt)
+                except (RemoteFileError, LocalFileError) as exc:
+                    done(item, str(exc))
+                    continue
+                done(item, None)
+            return
+        taken: list[_Sending] = []  # a file appeared under the real name since the walk
+        with ExitStack() as files:
+            sending: list[_Sending] = []
+            for item in items:
+                try:
+                    sending.append(self._sending(item, files))
+                except LocalFileError as exc:
+                    done(item, str(exc))
+
+            def finished(k: int, error: LocalFileError | RemoteFileError | None) -> None:
+                one = sending[k]
+                if isinstance(error, RemoteExists):
+                    taken.append(one)
+                elif error is not None:
+                    done(one.item, str(_named(error, one.put.path, one.target)))
+                else:
+                    self._hashed(one.src, one.sha())
+                    done(one.item, None)
+
+            session.put_files([one.job for one in sending], finished, self.meter.add)
+        for one in taken:
+            try:
+                if not self._already_there(session, one.put.path, one.target, one.src):
+                    self._put_in_place(session, one.put.path, one.target, one.target)
+            except RemoteFileError as exc:
+                done(one.item, str(_named(exc, one.put.path, one.target)))
+                continue
+            self._hashed(one.src, one.sha())
+            done(one.item, None)
+
+    def _sending(self, item: Item, files: ExitStack) -> _Sending:
+        """A batchable file opened for put_files, its start told to the subscriber."""
+        src = item.src
+        assert src is not None
+        source = local_path(self.local_root, src.path)
+        self.subscriber.on_file_start(src.path, src.size)
+        f = files.enter_context(_open_source(source))
+        hasher = hashlib.sha256() if self.checksum else None
+        target = self.remote(src.path)
+        put = Put(self.temp_for(src)[1], 0, src.size, src.mtime, target)
+        job = PutJob(put, SourceReader(f, self.cancel, hasher),
+                     partial(_unchanged_since_walk, source, src))  # fmt: skip
+        return _Sending(item, src, target, put, hasher, job)
+
+    def _hashed(self, src: FileInfo, sha: str | None) -> None:
+        """Keep a copied file's checksum (with --checksum) for the manifest."""
         if sha is not None:
             with self._lock:
                 self.checksums[src.path] = Checksum(src.size, src.mtime, sha)
@@ -224,11 +325,7 @@ class Uploader:
     ) -> tuple[str | None, bool]:
         """Send the file to temp (and rename it to rename_to); returns (sha256, renamed)."""
         hasher = hashlib.sha256() if self.checksum else None
-        try:
-            f = open(source, "rb")  # noqa: SIM115 - closed by the with below
-        except OSError as exc:
-            raise LocalFileError(f"cannot read local file: {exc.strerror or exc}") from None
-        with f:
+        with _open_source(source) as f:
             if offset:
                 if hasher is not None:
                     _hash_prefix(f, hasher, offset)
@@ -266,6 +363,33 @@ class Uploader:
         if moved:
             with self._lock:
                 self.versioned += 1
+
+
+@dataclass
+class _Sending:
+    """A file of upload_many on its way."""
+
+    item: Item
+    src: FileInfo
+    target: str  # its path on the share
+    put: Put  # put.path: its temporary
+    hasher: hashlib._Hash | None
+    job: PutJob
+
+    def sha(self) -> str | None:
+        return self.hasher.hexdigest() if self.hasher is not None else None
+
+
+def _named(exc: RemoteFileError | LocalFileError, temp: str, target: str) -> BackdownError:
+    """The error naming the user's file, not our temporary."""
+    return type(exc)(str(exc).replace(f"'{temp}'", f"'{target}'"))
+
+
+def _open_source(source: str) -> BinaryIO:
+    try:
+        return open(source, "rb")  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        raise LocalFileError(f"cannot read local file: {exc.strerror or exc}") from None
 
 
 def _unchanged_since_walk(source: str, src: FileInfo) -> None:

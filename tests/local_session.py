@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from backdown.errors import LocalFileError, RemoteExists, RemoteFileError, RemoteNotFound
-from backdown.smb import Endpoint, Put, Readable, RemoteEntry, Writable
-from backdown.smb.session import each_listed
+from backdown.smb import Endpoint, Put, PutJob, Readable, RemoteEntry, Writable
+from backdown.smb.session import Outcome, each_listed, each_put
 
 
 class LocalSession:
@@ -95,6 +95,11 @@ class LocalSession:
         if put.rename_to is not None:
             self.rename(put.path, put.rename_to)
         return end
+
+    def put_files(
+        self, jobs: Sequence[PutJob], on_done: Outcome, on_sent: Callable[[int], None] | None = None
+    ) -> None:
+        each_put(self.put_file, jobs, on_done, on_sent)
 
     def set_mtime(self, path: str, mtime: float) -> None:
         os.utime(self._p(path), (mtime, mtime))

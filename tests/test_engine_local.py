@@ -103,9 +103,10 @@ def test_mirror_moves_what_is_gone_into_versions(rig, tmp_path: Path) -> None:
 
 
 def _opens_in_a_first_backup(rig, config: Path, setting: int, **options: object) -> int:
-    """How many connections a first backup of 12 files opened."""
+    """How many connections a first backup of 30 small files opened (4 batches of up to 8:
+    work for more workers than asked for)."""
     profile, local, _share, _clock, using = rig
-    for n in range(12):
+    for n in range(30):
         (local / f"f{n}").write_bytes(b"x" * n)
     opened = []
 
@@ -153,3 +154,45 @@ def test_the_connections_that_listed_the_share_copy_the_files_after(rig, tmp_pat
     assert report.ok and report.files_transferred == 12
     assert tree_bytes(share) == tree_bytes(local)
     assert len(opened) <= 1 + 4
+
+
+def test_a_new_file_found_in_place_with_its_size_and_time_is_not_its_own_old_version(
+    rig, tmp_path: Path
+) -> None:
+    """Between the walk and a new file's rename, its name is taken on the share. By a file of
+    the same size and time (this run's own copy, renamed in before a lost connection hid the
+    reply; or the same file from another computer), the temporary is dropped and nothing is
+    kept as a version; by another file, that one is kept as a version, as ever. Small files
+    go in a batch, the large one alone: both ways are checked."""
+    profile, local, share, _clock, using = rig
+    files = {"same.txt": b"same", "other.txt": b"mine", "big.bin": os.urandom(200_000)}
+    when = NOON - 3600
+    for name, data in files.items():
+        (local / name).write_bytes(data)
+        os.utime(local / name, (when, when))
+
+    def name_taken_first(endpoint, cancel):
+        session = using.connect(endpoint, cancel)
+        put_file = session.put_file
+
+        def taking(put, fileobj, **kw):
+            if put.rename_to is not None:
+                name = put.rename_to.rsplit("/", 1)[-1]
+                there = share / name
+                there.write_bytes(b"theirs!" if name == "other.txt" else files[name])
+                os.utime(there, (when, when))
+            return put_file(put, fileobj, **kw)
+
+        session.put_file = taking  # put_files goes through it too
+        return session
+
+    taken = Collaborators(connect=name_taken_first, clock=using.clock,
+                          clock_checked_by_server=False)  # fmt: skip
+    report = _up(profile, tmp_path / "config", taken)
+    assert report.ok and report.files_transferred == 3
+    assert report.files_versioned == 1
+    assert tree_bytes(share) == tree_bytes(local)
+    versions = share / ".backdown" / "versions"
+    kept = {p.name: p.read_bytes() for p in versions.rglob("*") if p.is_file()}
+    assert kept == {"other.txt": b"theirs!"}
+    assert not list(share.rglob(".~bd.*")), "a temporary was left behind"

@@ -98,6 +98,33 @@ def write_random(path: Path, size: int) -> bytes:
     return data
 
 
+def kill(pid: int) -> bool:
+    """SIGKILL a server process; False if it had ended already."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def while_running(
+    args: list[str], config: Path, step: Callable[[], bool], interval: float
+) -> Result:
+    """Run the command line, calling step() every `interval` seconds while it runs, until
+    step returns True; its Result (a run that outlives RUN_TIMEOUT is killed and fails)."""
+    proc = spawn_cli(args, config)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline and not step():
+            time.sleep(interval)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    return Result(proc.returncode, out, err)
+
+
 def check_problems(problems: list[str], what: str) -> None:
     assert not problems, f"{what}:\n  - " + "\n  - ".join(problems)
 
@@ -303,6 +330,18 @@ def reset_tmpfs(server: SambaServer, size: str) -> None:
     server.resize_tmpfs(size)
 
 
+def upload_once_there_is_room(
+    server: SambaServer, config: Path, local: Path, share: Path
+) -> list[str]:
+    """Grow the share's tmpfs to 2 MiB and upload again: what is wrong after."""
+    server.resize_tmpfs("2m")
+    again = run_bounded(["upload", "p", "--json"], config, RUN_TIMEOUT)
+    problems = [] if again.code == 0 else [f"the upload once there is room: {outcome(again)}"]
+    return problems + [
+        f"share: {p}" for p in tree_differences(tree_bytes(local), tree_bytes(share))
+    ]
+
+
 @pytest.fixture
 def tiny_share(samba_with: ServerFactory) -> Iterator[SambaServer]:
     """A server whose backup share is a 256 KiB tmpfs, emptied and reset after the test."""
@@ -349,17 +388,54 @@ def test_disk_full_leaves_no_wrong_file_and_resumes_once_there_is_room(
         if wrong:
             problems.append(f"a restore ended with exit 0 and gave back doc.bin with {wrong}")
 
-    server.resize_tmpfs("2m")
-    again = run_bounded(["upload", "p", "--json"], config, RUN_TIMEOUT)
-    if again.code != 0:
-        problems.append(f"the upload once there is room: {outcome(again)}")
-    problems += [f"share: {p}" for p in tree_differences(tree_bytes(local), tree_bytes(share))]
+    problems += upload_once_there_is_room(server, config, local, share)
     final = tmp_path / "restored-again"
     down = run_bounded(["download", "p", "--to", str(final), "--json"], config, RUN_TIMEOUT)
     if down.code != 0:
         problems.append(f"the restore after the good upload: {outcome(down)}")
     problems += [f"restored: {p}" for p in tree_differences(tree_bytes(local), tree_bytes(final))]
     check_problems(problems, f"a {size}-byte upload onto a share with {free} bytes free")
+
+
+def test_disk_full_in_a_batch_of_small_files_leaves_only_whole_files(
+    tiny_share: SambaServer, remote_dir_in: DirMaker, tmp_path: Path
+) -> None:
+    """40 new files of 20,000 bytes (written in batches, their requests in flight together)
+    onto a share with 100 KiB free: those that fit are in place whole, the others fail
+    saying the share is full; with room, the next run completes."""
+    server = tiny_share
+    remote = remote_dir_in(server)
+    local = tmp_path / "local"
+    data = {f"d{i // 10}/f{i:02}.bin": write_random(local / f"d{i // 10}/f{i:02}.bin", 20_000)
+            for i in range(40)}  # fmt: skip
+    config = tmp_path / "config"
+    profile(config, local, server, remote)
+    share = server.share_path("backup") / remote
+    leave_free(server, 100 * KiB)
+    problems: list[str] = []
+
+    up = run_bounded(["upload", "p", "--json"], config, RUN_TIMEOUT)
+    failed = {f["path"] for f in report_of(up).get("files_failed", [])}
+    if up.code != 1:
+        problems.append(f"upload with 100 KiB free: not exit 1 but {outcome(up)}")
+    elif "full" not in failure_text(up).lower():
+        problems.append(f"the failure does not say the share is full: {outcome(up)}")
+    placed = {name for name in data if (share / name).exists()}
+    if not placed or len(placed) == len(data):
+        problems.append(f"rig: {len(placed)} of {len(data)} files fit, not some")
+    for name in placed:
+        wrong = describe_difference(data[name], (share / name).read_bytes())
+        if wrong:
+            problems.append(f"after the full share, {name} is in place with {wrong}")
+    if failed & placed:
+        problems.append(f"reported failed yet in place: {sorted(failed & placed)}")
+    if not failed and up.code == 1:
+        problems.append(f"no file reported failed: {outcome(up)}")
+
+    problems += upload_once_there_is_room(server, config, local, share)
+    if partials(share):
+        problems.append(f"temporaries left: {partials(share)}")
+    check_problems(problems, "a batch of small files onto a share with 100 KiB free")
 
 
 class Filler:
@@ -558,24 +634,79 @@ def test_killed_smbd_child_mid_transfer_resumes_without_damage(
     assert not partials(share)
 
 
+BATCH_FILES = 3000
+BATCH_KILLS_AT = (600, 1400, 2200)  # files on the share when a copying connection is killed
+
+
+def test_killed_smbd_child_mid_batch_of_small_files_loses_nothing(
+    samba: SambaServer, remote_dir: str, tmp_path: Path
+) -> None:
+    """SIGKILL a copying connection's smbd child three times while 3,000 new small files go
+    over 2 connections in batches (several files' requests in flight together).
+
+    The files told done before a kill are not sent again; the rest are retried. The run
+    must end with exit 0 (or stop naming the connection, and the next run completes); the
+    share then holds the tree byte for byte, with no temporary left and no file kept as an
+    old version of itself (a file renamed in just before the kill is found in place).
+    """
+    rng = random.Random(7)
+    local = tmp_path / "local"
+    for i in range(BATCH_FILES):
+        write_random(local / f"d{i % 30:02}" / f"f{i:04}.dat", rng.randint(1, 8000))
+    config = tmp_path / "config"
+    profile(config, local, samba, remote_dir)
+    share = samba.share_path("backup") / remote_dir
+    before = set(samba.client_pids())
+    log: list[str] = []
+
+    def kill_at_the_marks() -> bool:
+        there = sum(1 for _ in share.rglob("f*.dat"))
+        new = [p for p in samba.client_pids() if p not in before]
+        # A copying worker's: the run's own connection is the oldest.
+        if there >= BATCH_KILLS_AT[len(log)] and len(new) >= 2 and kill(new[-1]):
+            log.append(f"killed pid {new[-1]} of {len(new)} with {there} files there")
+        return len(log) == len(BATCH_KILLS_AT)
+
+    args = ["upload", "p", "--transfers", "2", "--retries", "5", "--json"]
+    result = while_running(args, config, kill_at_the_marks, 0.01)
+    print("\n".join(log))  # shown with -rP: where the kills landed
+    assert log, f"no kill landed while the files went over: {outcome(result)}"
+    if result.code != 0:  # a kill met a retry that had run out, or the run's own connection
+        assert "connection" in outcome(result).lower(), outcome(result)
+        result = run_bounded(["upload", "p", "--json"], config, RUN_TIMEOUT)
+        assert result.code == 0, outcome(result)
+    problems = tree_differences(tree_bytes(local), tree_bytes(share))
+    if partials(share):
+        problems.append(f"{len(partials(share))} temporaries left, first {partials(share)[0]}")
+    versions = share / ".backdown" / "versions"
+    kept = [p for p in versions.rglob("*") if p.is_file()] if versions.exists() else []
+    if kept:
+        problems.append(f"{len(kept)} files kept as old versions of themselves: {kept[:3]}")
+    check_problems(problems, f"the share after {len(log)} kills mid-batch ({log})")
+
+
 # --------------------------------------------------------------------------- short writes and reads
 
 
 SIZES = {"small": 40_000, "large": 5 * MiB + 12_345}
+# Files of a run: one small, one large, or many small new ones (written in batches with
+# their requests in flight together, each renamed only once its own write is whole).
+SHAPES = {"small": (1, 40_000), "large": (1, SIZES["large"]), "small-batched": (24, 20_000)}
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("mode", ["acknowledged", "truthful"])
 def test_short_write_is_never_success(
-    mode: str, size: str, samba: SambaServer, remote_dir: str, tmp_path: Path
+    mode: str, shape: str, samba: SambaServer, remote_dir: str, tmp_path: Path
 ) -> None:
     """Every WRITE comes back 4 KiB short: the run must fail and put nothing wrong in place.
 
     acknowledged: the server wrote everything but said less; truthful: the relay shortened
     the request, so the server wrote exactly what it acknowledged.
     """
+    count, size = SHAPES[shape]
     local = tmp_path / "local"
-    data = write_random(local / "doc.bin", SIZES[size])
+    data = {f"doc{i}.bin": write_random(local / f"doc{i}.bin", size) for i in range(count)}
     config = tmp_path / "config"
     share = samba.share_path("backup") / remote_dir
     with WireProxy(samba.port) as proxy:
@@ -591,10 +722,13 @@ def test_short_write_is_never_success(
                 f"exit 0 although {len(proxy.tampered)} WRITE(s) came back short "
                 f"(first: {proxy.tampered[0]})"
             )
-        if (share / "doc.bin").exists():
-            wrong = describe_difference(data, (share / "doc.bin").read_bytes())
-            if wrong:
-                problems.append(f"the share holds doc.bin with {wrong}")
+        failed = len(report_of(result).get("files_failed", []))
+        if failed != count:
+            problems.append(f"{failed} of {count} files reported failed: {outcome(result)}")
+        for name, content in data.items():
+            if (share / name).exists():
+                wrong = describe_difference(content, (share / name).read_bytes())
+                problems.append(f"the share holds {name}" + (f" with {wrong}" if wrong else ""))
         again = run_bounded(["upload", "p", "--json"], config, RUN_TIMEOUT)
         if again.code != 0:
             problems.append(f"a clean run afterwards: {outcome(again)}")
@@ -602,7 +736,7 @@ def test_short_write_is_never_success(
             f"after a clean run: {p}"
             for p in tree_differences(tree_bytes(local), tree_bytes(share))
         ]
-    check_problems(problems, f"short WRITEs ({mode}) of a {SIZES[size]}-byte upload")
+    check_problems(problems, f"short WRITEs ({mode}) of {count} file(s) of {size} bytes")
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -698,27 +832,17 @@ def test_killed_smbd_child_while_the_share_is_listed_loses_no_folder(
                 f"changed {attempt} {n}".encode()
             )
         before = set(samba.client_pids())
-        proc = spawn_cli(["upload", "p", "--json"], config)
-        try:
-            deadline = time.monotonic() + RUN_TIMEOUT
-            landed = len(killed)
-            while proc.poll() is None and time.monotonic() < deadline and len(killed) == landed:
-                new = [p for p in samba.client_pids() if p not in before]
-                # The run's own connection and two helpers: the share is listed in
-                # parallel. The first helper is past its logon and listing: kill it.
-                if len(new) >= 3:
-                    try:
-                        os.kill(new[1], signal.SIGKILL)
-                        killed.append(f"run {attempt}: pid {new[1]} of {len(new)}")
-                    except ProcessLookupError:
-                        pass
-                time.sleep(0.0005)
-            out, err = proc.communicate(timeout=RUN_TIMEOUT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate(timeout=30)
-        result = Result(proc.returncode, out, err)
+
+        def kill_a_listing_helper(before: set[int] = before, attempt: int = attempt) -> bool:
+            new = [p for p in samba.client_pids() if p not in before]
+            # The run's own connection and two helpers: the share is listed in
+            # parallel. The first helper is past its logon and listing: kill it.
+            if len(new) >= 3 and kill(new[1]):
+                killed.append(f"run {attempt}: pid {new[1]} of {len(new)}")
+                return True
+            return False
+
+        result = while_running(["upload", "p", "--json"], config, kill_a_listing_helper, 0.0005)
         if result.code == 0:
             sent = report_of(result)["files_transferred"]
             assert sent == LISTING_CHANGED, f"{sent} files sent, {killed}: {outcome(result)}"

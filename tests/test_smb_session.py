@@ -17,6 +17,7 @@ from backdown.smb import (
     Endpoint,
     LocalFileError,
     Put,
+    PutJob,
     RemoteExists,
     RemoteFileError,
     RemoteNotFound,
@@ -280,3 +281,65 @@ def test_listdirs_keeps_listings_in_flight_and_each_outcome_apart(
         assert not isinstance(outcome, RemoteFileError)
         assert sorted(outcome) == sorted(session.listdir(path)), path
     assert len(outcomes[1]) == 1500 and outcomes[3] == []
+
+
+def test_put_files_keeps_small_files_in_flight_and_each_outcome_apart(
+    samba: SambaServer, session: SmbSession, remote_dir: str
+) -> None:
+    """Files put together: small ones of 0, 1 and 65,536 bytes, one whose name is taken on
+    the share, one whose source changed, one shorter than promised, one too big for one
+    write, one with no rename. Each is told once with its own outcome; only the good ones
+    are in place, with their times; the small ones' requests were in flight together."""
+    folder = samba.share_path("backup") / remote_dir
+    samba.put_file("backup", f"{remote_dir}/taken", b"old")
+
+    def changed() -> None:
+        raise LocalFileError("changed while it was being copied")
+
+    cases = {  # name: (bytes, size promised, before_finish)
+        "empty": (b"", 0, None),
+        "one": (b"1", 1, None),
+        "block": (os.urandom(65536), 65536, None),
+        "taken": (b"new", 3, None),
+        "moved": (b"zz", 2, changed),
+        "short": (b"abc", 10, None),
+        "big": (os.urandom(65537), 65537, None),
+    }
+    jobs = [
+        PutJob(
+            Put(f"{remote_dir}/.tmp-{name}", 0, size, 1e9 + n, f"{remote_dir}/{name}"),
+            io.BytesIO(data),
+            check,
+        )
+        for n, (name, (data, size, check)) in enumerate(cases.items())
+    ]
+    jobs.append(PutJob(Put(f"{remote_dir}/kept", 0, 4, 1e9 + 99), io.BytesIO(b"kept")))
+    told: list[tuple[int, object]] = []
+    sent: list[int] = []
+    session.put_files(jobs, lambda k, error: told.append((k, error)), sent.append)
+
+    assert sorted(k for k, _ in told) == list(range(len(jobs)))  # each once
+    outcome = dict(told)
+    names = [*cases, "kept"]
+    for k, name in enumerate(names):
+        error = outcome[k]
+        if name == "taken":
+            assert isinstance(error, RemoteExists), error
+        elif name in ("moved", "short"):
+            assert isinstance(error, LocalFileError), (name, error)
+        else:
+            assert error is None, (name, error)
+    for n, name in enumerate(names):
+        if name in ("moved", "short"):
+            assert not (folder / name).exists(), name
+            continue
+        data = b"kept" if name == "kept" else cases[name][0]
+        placed = folder / (".tmp-taken" if name == "taken" else name)
+        assert placed.read_bytes() == data, name
+        assert placed.stat().st_mtime == (1e9 + 99 if name == "kept" else 1e9 + n), name
+    assert (folder / "taken").read_bytes() == b"old"
+    assert sum(sent) == sum(len(cases[n][0]) for n in ("one", "block", "taken", "big")) + 4
+    # open, write and time for each of the five good small files and two refused: in flight
+    # together before the first rename
+    assert session.wire.stats.peak_in_flight >= 15
+    assert session.stat(remote_dir) is not None  # and the connection is still in step

@@ -17,7 +17,16 @@ from backdown.errors import (
 from backdown.smb.connect import PYSMB_VERSION, check_pysmb, connect
 from backdown.smb.endpoint import CONNECT_TIMEOUT, OPERATION_TIMEOUT, Endpoint
 from backdown.smb.interface import Connector, Session
-from backdown.smb.session import WRITE_WINDOW, Put, Readable, RemoteEntry, SmbSession, Writable
+from backdown.smb.session import (
+    MAX_IO,
+    WRITE_WINDOW,
+    Put,
+    PutJob,
+    Readable,
+    RemoteEntry,
+    SmbSession,
+    Writable,
+)
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -25,7 +34,9 @@ __all__ = [
     "Session",
     "OPERATION_TIMEOUT",
     "PYSMB_VERSION",
+    "MAX_IO",
     "Put",
+    "PutJob",
     "WRITE_WINDOW",
     "Endpoint",
     "LocalFileError",

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from backdown.errors import RemoteFileError
 from backdown.smb.endpoint import Endpoint
-from backdown.smb.session import Put, Readable, RemoteEntry, Writable
+from backdown.smb.session import Outcome, Put, PutJob, Readable, RemoteEntry, Writable
 
 
 class Session(Protocol):
@@ -47,6 +47,12 @@ class Session(Protocol):
         before_finish: Callable[[], None] | None = None,
         on_sent: Callable[[int], None] | None = None,
     ) -> int: ...
+    def put_files(
+        self,
+        jobs: Sequence[PutJob],
+        on_done: Outcome,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> None: ...
     def set_mtime(self, path: str, mtime: float) -> None: ...
     def mkdir(self, path: str) -> None: ...
     def makedirs(self, path: str) -> None: ...

@@ -116,6 +116,18 @@ class Put:
     rename_to: str | None = None
 
 
+class PutJob(NamedTuple):
+    """One file of put_files: where it goes, its bytes, and put_file's `before_finish`."""
+
+    put: Put
+    source: Readable
+    before_finish: Callable[[], None] | None = None
+
+
+# put_files reports each file's outcome: None once it is in place, else its error.
+Outcome = Callable[[int, "LocalFileError | RemoteFileError | None"], None]
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """How far a write stream got: `end` sent, `acked` the contiguous acknowledged prefix."""
@@ -207,6 +219,17 @@ class SessionCore:
         on_sent: Callable[[int], None] | None = None,
     ) -> int:
         raise NotImplementedError
+
+    def put_files(
+        self,
+        jobs: Sequence[PutJob],
+        on_done: Outcome,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> None:
+        """put_file for each job, telling on_done(index, error) as each file ends; a
+        transport may keep several files' requests in flight together. A lost connection
+        raises, as put_file: the files told done before it are done."""
+        each_put(self.put_file, jobs, on_done, on_sent)
 
     def stat(self, path: str) -> RemoteEntry | None:
         raise NotImplementedError
@@ -575,16 +598,9 @@ class SmbSession(SessionCore):
         sent = on_sent or (lambda n: None)
         what = f"writing '{path}'"
         with self._op(what):
-            access = FILE_READ_DATA | FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES
-            if rename_to is not None:
-                access |= DELETE
-            disposition = FILE_OVERWRITE_IF if offset == 0 else FILE_OPEN_IF
-            open_req = _create(path, access, disposition, FILE_NON_DIRECTORY_FILE)
-            remaining = None if size is None else size - offset
-            if remaining is not None and 0 <= remaining <= self._write_size:
-                return self._put_small(path, open_req, fileobj, offset, size, mtime,
-                                       rename_to, check, sent)  # fmt: skip
-            (reply,) = self._call([open_req])
+            if self._fits_one_write(put):
+                return self._put_small(put, fileobj, check, sent)
+            (reply,) = self._call([self._put_open(put)])
             if reply.status != 0:
                 raise self._error(reply.status, what)
             fid = reply.payload.fid
@@ -601,29 +617,54 @@ class SmbSession(SessionCore):
             self._finish(fid, mtime, rename_to, path)
             return result.end
 
+    def _put_open(self, put: Put) -> SMB2CreateRequest:
+        """The open of put_file's target: truncated from 0, else kept (a resume)."""
+        access = FILE_READ_DATA | FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES
+        if put.rename_to is not None:
+            access |= DELETE
+        disposition = FILE_OVERWRITE_IF if put.offset == 0 else FILE_OPEN_IF
+        return _create(put.path, access, disposition, FILE_NON_DIRECTORY_FILE)
+
     def _put_small(
-        self, path: str, open_req: SMB2CreateRequest, fileobj: Readable, offset: int,
-        size: int | None, mtime: float | None, rename_to: str | None,
-        check: Callable[[], None], sent: Callable[[int], None],
-    ) -> int:  # fmt: skip
+        self, put: Put, fileobj: Readable, check: Callable[[], None], sent: Callable[[int], None]
+    ) -> int:
         """A file that fits one write: open, write, set the time (and close) compounded; the
         rename goes in a second round trip, once the write is known to be whole."""
-        what = f"writing '{path}'"
-        remaining = 0 if size is None else size - offset
-        data = fileobj.read(remaining + 1)
-        _check_end(offset + len(data), size)
-        check()
-        chain: list[Any] = [open_req]
+        data, chain = self._small_chain(put, fileobj, check)
+        fid = self._small_written(put.path, data, put.rename_to, self._call(chain))
         if data:
-            chain.append(SMB2WriteRequest(RELATED_FID, data, offset))
-        if mtime is not None:
-            chain.append(_set_mtime_info(RELATED_FID, mtime))
-        if rename_to is None:
+            sent(len(data))
+        if put.rename_to is not None:
+            self._finish(fid, None, put.rename_to, put.path)
+        return put.offset + len(data)
+
+    def _small_chain(
+        self, put: Put, fileobj: Readable, check: Callable[[], None]
+    ) -> tuple[bytes, list[Any]]:
+        """Read a small file whole and check it, and the compound that writes it: open,
+        write, set the time, and close unless a rename is to follow."""
+        remaining = 0 if put.size is None else put.size - put.offset
+        data = fileobj.read(remaining + 1)
+        _check_end(put.offset + len(data), put.size)
+        check()
+        chain: list[Any] = [self._put_open(put)]
+        if data:
+            chain.append(SMB2WriteRequest(RELATED_FID, data, put.offset))
+        if put.mtime is not None:
+            chain.append(_set_mtime_info(RELATED_FID, put.mtime))
+        if put.rename_to is None:
             chain.append(SMB2CloseRequest(RELATED_FID))
-        replies = self._call(chain)
+        return data, chain
+
+    def _small_written(
+        self, path: str, data: bytes, rename_to: str | None, replies: list[SMB2Message]
+    ) -> bytes:
+        """The handle of a small file whose compound wrote every byte; else its error
+        (with the handle closed)."""
+        what = f"writing '{path}'"
         if replies[0].status != 0:
             raise self._error(replies[0].status, what)
-        fid = replies[0].payload.fid
+        fid: bytes = replies[0].payload.fid
         failed = next((r for r in replies[1:] if r.status != 0), None)
         error = None if failed is None else self._error(failed.status, what)
         if error is None and data and replies[1].payload.count != len(data):
@@ -632,20 +673,108 @@ class SmbSession(SessionCore):
             if rename_to is not None or replies[-1].status != 0:  # the handle is still open
                 self._close_quietly(fid)
             raise error
-        if data:
-            sent(len(data))
-        if rename_to is not None:
-            self._finish(fid, None, rename_to, path)
-        return offset + len(data)
+        return fid
+
+    def put_files(
+        self,
+        jobs: Sequence[PutJob],
+        on_done: Outcome,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> None:
+        """Small files with their requests in flight together: every file's open, write and
+        time go out at once (as the credits allow), then each one's rename and close as soon
+        as its write is known whole. Over a link with latency that is two round trips for
+        the lot instead of two per file. A file too big for one write goes afterwards, alone.
+        """
+        sent = on_sent or (lambda n: None)
+        small = [i for i, job in enumerate(jobs) if self._fits_one_write(job.put)]
+        alone = sorted(set(range(len(jobs))) - set(small))
+        if len(small) >= 2:
+            with self._op("writing files"):
+                alone = self._put_together(jobs, small, on_done, sent) + alone
+        each_put(self.put_file, [jobs[i] for i in alone],
+                 lambda k, error: on_done(alone[k], error), on_sent)  # fmt: skip
+
+    def _fits_one_write(self, put: Put) -> bool:
+        return put.size is not None and 0 <= put.size - put.offset <= self._write_size
+
+    def _put_together(
+        self,
+        jobs: Sequence[PutJob],
+        indexes: list[int],
+        on_done: Outcome,
+        sent: Callable[[int], None],
+    ) -> list[int]:
+        """put_files' pipeline; returns the jobs left for one at a time (the credit window
+        did not hold one more file's compound)."""
+        wire = self.wire
+        written: list[tuple[int, bytes, list[int]]] = []  # (job, data, message ids)
+        left: list[int] = []
+        for n, i in enumerate(indexes):
+            put = jobs[i].put
+            # The credits first, so that a file left for later is not read yet.
+            longest = 2 + (put.size != put.offset) + (put.mtime is not None)
+            if not wire.reserve(longest - (put.rename_to is not None)):
+                left = indexes[n:]
+                break
+            check = jobs[i].before_finish or (lambda: None)
+            try:
+                data, chain = self._small_chain(put, jobs[i].source, check)
+            except LocalFileError as exc:
+                on_done(i, exc)
+                continue
+            written.append((i, data, wire.send(chain, self.tid)))
+        finishing: list[tuple[int, bytes, list[int]]] = []  # (job, handle, message ids)
+        for i, data, mids in written:
+            put = jobs[i].put
+            try:
+                fid = self._small_written(put.path, data, put.rename_to, wire.wait(mids))
+            except RemoteFileError as exc:
+                on_done(i, exc)
+                continue
+            if data:
+                sent(len(data))
+            if put.rename_to is None:
+                on_done(i, None)
+                continue
+            chain = self._finish_chain(fid, None, put.rename_to)
+            if wire.reserve(len(chain)):
+                finishing.append((i, fid, wire.send(chain, self.tid, related=False)))
+                continue
+            try:  # a window too small for the pair: one request at a time
+                self._finished(fid, put.rename_to, put.path, self._call(chain, related=False))
+            except RemoteFileError as exc:
+                on_done(i, exc)
+                continue
+            on_done(i, None)
+        for i, fid, mids in finishing:
+            put = jobs[i].put
+            try:
+                self._finished(fid, put.rename_to, put.path, wire.wait(mids))
+            except RemoteFileError as exc:
+                on_done(i, exc)
+                continue
+            on_done(i, None)
+        return left
 
     def _finish(self, fid: bytes, mtime: float | None, rename_to: str | None, path: str) -> None:
         """Set the time, rename and close a fully written file: one round trip."""
+        chain = self._finish_chain(fid, mtime, rename_to)
+        self._finished(fid, rename_to, path, self._call(chain, related=False))
+
+    def _finish_chain(self, fid: bytes, mtime: float | None, rename_to: str | None) -> list[Any]:
         chain: list[Any] = []
         if mtime is not None:
             chain.append(_set_mtime_info(fid, mtime))
         if rename_to is not None:
             chain.append(_rename_info(fid, rename_to))
-        replies = self._call([*chain, SMB2CloseRequest(fid)], related=False)
+        return [*chain, SMB2CloseRequest(fid)]
+
+    def _finished(
+        self, fid: bytes, rename_to: str | None, path: str, replies: list[SMB2Message]
+    ) -> None:
+        """Raise the error of a finishing compound, if any (closing the handle if its close
+        failed)."""
         if replies[-1].status != 0:
             self._close_quietly(fid)
         if rename_to is not None and replies[-2].status != 0:
@@ -795,6 +924,22 @@ def each_listed(
         except RemoteFileError as exc:
             outcomes.append(exc)
     return outcomes
+
+
+def each_put(
+    put_file: Callable[..., int],
+    jobs: Sequence[PutJob],
+    on_done: Outcome,
+    on_sent: Callable[[int], None] | None,
+) -> None:
+    """put_files one file after the other."""
+    for i, job in enumerate(jobs):
+        try:
+            put_file(job.put, job.source, before_finish=job.before_finish, on_sent=on_sent)
+        except (RemoteFileError, LocalFileError) as exc:
+            on_done(i, exc)
+            continue
+        on_done(i, None)
 
 
 # The codec itself: bytes.decode looks the codec up by name on every call (a listing of
