@@ -708,7 +708,7 @@ def _upload(
         )
     created, folder_failures = create_folders(session, uploader, plan)
     report.folders_created = created
-    batching = Batching(uploader.batchable, uploader.upload_many)
+    batching = Batching(uploader.batchable, uploader.upload_many, weight=Uploader.size_of)
     earlier = rename_failures + folder_failures
     copies, failures = _copy_all(run, uploader.meter, plan, earlier, uploader.upload, src, batching)
     report.resumed_files = uploader.resumed

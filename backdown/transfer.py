@@ -106,7 +106,9 @@ class Batching(Generic[T]):
 
     fits: Callable[[T], bool]
     work: Callable[[Session, list[T], int, Callable[[T, str | None], None]], None]
-    size: int = 8
+    size: int = 32  # jobs in a batch at most
+    weight: Callable[[T], int] = lambda job: 0  # a job's bytes, for the budget
+    budget: int = 1 << 20  # bytes in a batch at most (a batch is read whole before it goes)
 
 
 class WorkerPool(Generic[T]):
@@ -289,12 +291,15 @@ def _units(jobs: Sequence[T], batching: Batching[T] | None) -> list[list[T]]:
         return [[job] for job in jobs]
     units: list[list[T]] = []
     open_batch: list[T] | None = None
+    weight = 0
     for job in jobs:
         if not batching.fits(job):
             units.append([job])
             continue
-        if open_batch is None or len(open_batch) >= batching.size:
-            open_batch = []
+        heavy = weight + batching.weight(job) > batching.budget
+        if open_batch is None or len(open_batch) >= batching.size or heavy:
+            open_batch, weight = [], 0
             units.append(open_batch)
         open_batch.append(job)
+        weight += batching.weight(job)
     return units

@@ -200,6 +200,10 @@ class Uploader:
             and temp_name(src.path, src, self.owner) not in self.partials
         )
 
+    @staticmethod
+    def size_of(item: Item) -> int:
+        return item.src.size if item.src is not None else 0
+
     def upload_many(
         self, session: Session, items: list[Item], attempt: int,
         done: Callable[[Item, str | None], None],

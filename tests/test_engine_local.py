@@ -103,10 +103,10 @@ def test_mirror_moves_what_is_gone_into_versions(rig, tmp_path: Path) -> None:
 
 
 def _opens_in_a_first_backup(rig, config: Path, setting: int, **options: object) -> int:
-    """How many connections a first backup of 30 small files opened (4 batches of up to 8:
-    work for more workers than asked for)."""
+    """How many connections a first backup of 100 small files opened (4 batches of up to
+    32: work for more workers than asked for)."""
     profile, local, _share, _clock, using = rig
-    for n in range(30):
+    for n in range(100):
         (local / f"f{n}").write_bytes(b"x" * n)
     opened = []
 

@@ -124,3 +124,19 @@ def test_jobs_a_batch_never_told_about_are_done_alone_not_dropped() -> None:
     recording = Recording()
     assert _pool(0, recording).run(list("abc"), one, str, Batching(bool, together)) == []
     assert alone == ["b", "c"] and [p for p, _ in _done(recording)] == list("abc")
+
+
+def test_batches_close_at_their_count_or_their_bytes() -> None:
+    """Up to `size` jobs and `budget` bytes a batch; a job that does not fit goes alone and
+    leaves the batch open."""
+    weights = {"a": 400, "b": 400, "c": 400, "d": 100, "e": 50, "big": 9000, "f": 1, "g": 1}
+    batches: list[list[str]] = []
+
+    def together(session: object, jobs: list[str], attempt: int, done: Done) -> None:
+        batches.append(list(jobs))
+        for job in jobs:
+            done(job, None)
+
+    batching = Batching(lambda j: j != "big", together, size=3, weight=weights.get, budget=1000)
+    _pool(0, Recording()).run(list(weights), _alone, str, batching)  # type: ignore[arg-type]
+    assert batches == [["a", "b"], ["c", "d", "e"], ["f", "g"]]
