@@ -16,7 +16,6 @@ import os
 import posixpath
 import threading
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from typing import BinaryIO
@@ -221,25 +220,24 @@ class Uploader:
                 done(item, None)
             return
         taken: list[_Sending] = []  # a file appeared under the real name since the walk
-        with ExitStack() as files:
-            sending: list[_Sending] = []
-            for item in items:
-                try:
-                    sending.append(self._sending(item, files))
-                except LocalFileError as exc:
-                    done(item, str(exc))
+        sending: list[_Sending] = []
+        for item in items:
+            try:
+                sending.append(self._sending(item))
+            except LocalFileError as exc:
+                done(item, str(exc))
 
-            def finished(k: int, error: LocalFileError | RemoteFileError | None) -> None:
-                one = sending[k]
-                if isinstance(error, RemoteExists):
-                    taken.append(one)
-                elif error is not None:
-                    done(one.item, str(_named(error, one.put.path, one.target)))
-                else:
-                    self._hashed(one.src, one.sha())
-                    done(one.item, None)
+        def finished(k: int, error: LocalFileError | RemoteFileError | None) -> None:
+            one = sending[k]
+            if isinstance(error, RemoteExists):
+                taken.append(one)
+            elif error is not None:
+                done(one.item, str(_named(error, one.put.path, one.target)))
+            else:
+                self._hashed(one.src, one.sha())
+                done(one.item, None)
 
-            session.put_files([one.job for one in sending], finished, self.meter.add)
+        session.put_files([one.job for one in sending], finished, self.meter.add)
         for one in taken:
             try:
                 if not self._already_there(session, one.put.path, one.target, one.src):
@@ -250,18 +248,20 @@ class Uploader:
             self._hashed(one.src, one.sha())
             done(one.item, None)
 
-    def _sending(self, item: Item, files: ExitStack) -> _Sending:
-        """A batchable file opened for put_files, its start told to the subscriber."""
+    def _sending(self, item: Item) -> _Sending:
+        """A batchable file read for put_files (whole, and closed at once: a batch holds
+        no open files), its start told to the subscriber."""
         src = item.src
         assert src is not None
         source = local_path(self.local_root, src.path)
         self.subscriber.on_file_start(src.path, src.size)
-        f = files.enter_context(_open_source(source))
         hasher = hashlib.sha256() if self.checksum else None
+        with _open_source(source) as f:
+            # One byte more than the walk saw: put_files refuses a file that grew.
+            data = SourceReader(f, self.cancel, hasher).read(src.size + 1)
         target = self.remote(src.path)
         put = Put(self.temp_for(src)[1], 0, src.size, src.mtime, target)
-        job = PutJob(put, SourceReader(f, self.cancel, hasher),
-                     partial(_unchanged_since_walk, source, src))  # fmt: skip
+        job = PutJob(put, io.BytesIO(data), partial(_unchanged_since_walk, source, src))
         return _Sending(item, src, target, put, hasher, job)
 
     def _hashed(self, src: FileInfo, sha: str | None) -> None:
