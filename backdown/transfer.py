@@ -10,7 +10,7 @@ Errors are classified the rclone way:
 
 A worker may take several jobs at once (Batching: small new files, whose requests then
 share round trips). A connection lost mid-batch retries only the jobs not yet told done,
-and a batch that got some done before the loss starts its count of tries again.
+one at a time; a batch that got some done before the loss starts its count of tries again.
 
 The pool opens its sessions with the `connect` it is given (smb.connect in a real run), so
 a test can run the engine over another session implementation.
@@ -102,10 +102,11 @@ class MeteredWriter:
 class Batching(Generic[T]):
     """Jobs a worker may do several at a time over its one connection (small new files:
     their requests then share round trips). `work` does `jobs` and tells done(job, error)
-    as each one ends; a ConnectError it raises retries the jobs not told done."""
+    as each one ends; after a ConnectError it raises, the jobs not told done are retried
+    one at a time."""
 
     fits: Callable[[T], bool]
-    work: Callable[[Session, list[T], int, Callable[[T, str | None], None]], None]
+    work: Callable[[Session, list[T], Callable[[T, str | None], None]], None]
     size: int = 32  # jobs in a batch at most
     weight: Callable[[T], int] = lambda job: 0  # a job's bytes, for the budget
     budget: int = 1 << 20  # bytes in a batch at most (a batch is read whole before it goes)
@@ -222,16 +223,16 @@ class WorkerPool(Generic[T]):
                 if session is None or session.closed:
                     session = self.connect(self.cancel)
                 connecting = False
-                if batching is not None and len(left) > 1:
+                if batching is not None and len(left) > 1 and attempt == 0:
                     try:
-                        batching.work(session, list(left), attempt, done)
+                        batching.work(session, list(left), done)
                     except (RemoteFileError, LocalFileError) as exc:  # not one file's: all
                         for job in list(left):
                             done(job, str(exc))
-                    for job in list(left):  # never told: done alone rather than dropped
-                        _one(session, job, attempt, work, done)
-                else:
-                    _one(session, left[0], attempt, work, done)
+                # Alone: a single job, a retry (each with its own resume checks), or one a
+                # batch never told of (done rather than dropped).
+                for job in list(left):
+                    _one(session, job, attempt, work, done)
                 return session
             except ConnectError as exc:
                 if session is not None:

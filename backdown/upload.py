@@ -204,21 +204,11 @@ class Uploader:
         return item.src.size if item.src is not None else 0
 
     def upload_many(
-        self, session: Session, items: list[Item], attempt: int,
-        done: Callable[[Item, str | None], None],
-    ) -> None:  # fmt: skip
+        self, session: Session, items: list[Item], done: Callable[[Item, str | None], None]
+    ) -> None:
         """Copy new small files (batchable) with their requests in flight together
         (put_files), each by upload's rules: written to its temporary, renamed into place
-        once every byte is acknowledged. A retry goes one file at a time, as upload."""
-        if attempt > 0:
-            for item in items:
-                try:
-                    self.upload(session, item, attempt)
-                except (RemoteFileError, LocalFileError) as exc:
-                    done(item, str(exc))
-                    continue
-                done(item, None)
-            return
+        once every byte is acknowledged. (A retry goes through upload, one at a time.)"""
         taken: list[_Sending] = []  # a file appeared under the real name since the walk
         sending: list[_Sending] = []
         for item in items:

@@ -45,27 +45,30 @@ def _alone(session: object, job: str, attempt: int) -> None:
 
 
 def test_a_batch_cut_by_a_lost_connection_retries_only_what_was_not_done() -> None:
-    """Batches of 4 (the job 'big' goes alone); the first try of the first batch loses its
-    connection after two files: only the other two are tried again, as a retry."""
-    tries: list[tuple[list[str], int]] = []
+    """Batches of 4 (the job 'big' goes alone); the first batch loses its connection after
+    two files: only the other two are tried again, alone, as retries."""
+    batches: list[list[str]] = []
+    alone: list[tuple[str, int]] = []
 
-    def together(session: object, jobs: list[str], attempt: int, done: Done) -> None:
-        tries.append((list(jobs), attempt))
+    def together(session: object, jobs: list[str], done: Done) -> None:
+        batches.append(list(jobs))
         for job in jobs:
-            if job == "c" and attempt == 0:
+            if job == "c":
                 raise ConnectError("lost the connection to the server")
             done(job, "the share is full" if job == "f" else None)
+
+    def one(session: object, job: str, attempt: int) -> None:
+        alone.append((job, attempt))
+        _alone(session, job, attempt)
 
     recording = Recording()
     jobs = ["a", "b", "c", "d", "big", "e", "f", "g", "h", "i", "bad"]
     batching = Batching(lambda job: job not in ("big", "bad"), together, size=4)
-    failures = _pool(2, recording).run(jobs, _alone, str, batching)
+    failures = _pool(2, recording).run(jobs, one, str, batching)
 
-    assert tries == [
-        (["a", "b", "c", "d"], 0),
-        (["c", "d"], 1),
-        (["e", "f", "g", "h"], 0),
-    ]  # 'big', 'i' (a batch of one) and 'bad' went alone
+    assert batches == [["a", "b", "c", "d"], ["e", "f", "g", "h"]]
+    # the retries, and 'big', 'i' (a batch of one) and 'bad', which went alone
+    assert sorted(alone) == [("bad", 0), ("big", 0), ("c", 1), ("d", 1), ("i", 0)]
     done = _done(recording)
     assert sorted(path for path, _ in done) == sorted(jobs)  # each told once
     assert {(f.path, f.error) for f in failures} == {
@@ -79,16 +82,25 @@ def test_a_batch_that_gets_files_done_before_each_loss_keeps_going() -> None:
     """Each try gets one file done, then the connection drops: the batch makes headway, so
     its count of tries starts again each time and it completes with retries=1."""
     tries: list[int] = []
+    lost = {"c", "d"}  # each drops the connection on its first try
 
-    def together(session: object, jobs: list[str], attempt: int, done: Done) -> None:
-        tries.append(attempt)
+    def together(session: object, jobs: list[str], done: Done) -> None:
+        tries.append(0)
         done(jobs[0], None)
-        if len(jobs) > 1:
+        raise ConnectError("lost the connection to the server")
+
+    def one(session: object, job: str, attempt: int) -> None:
+        tries.append(attempt)
+        if job in lost:
+            lost.discard(job)
             raise ConnectError("lost the connection to the server")
 
     recording = Recording()
-    failures = _pool(1, recording).run(list("abcd"), _alone, str, Batching(bool, together))
-    assert failures == [] and tries == [0, 1, 1]  # the last one left goes alone
+    failures = _pool(1, recording).run(list("abcd"), one, str, Batching(bool, together))
+    assert failures == []
+    # the batch: 'a', then the loss; retries: 'b' and the loss at 'c'; 'c' and the loss at
+    # 'd'; 'd'. Each try got a file done, so each retry is try 1 again.
+    assert tries == [0, 1, 1, 1, 1, 1]
     assert [path for path, _ in _done(recording)] == list("abcd")
 
 
@@ -100,22 +112,26 @@ def test_a_batch_that_gets_nothing_done_gives_up_after_its_retries(
     retries=0 the first loss stops it, headway or not."""
     tries: list[int] = []
 
-    def together(session: object, jobs: list[str], attempt: int, done: Done) -> None:
-        tries.append(attempt)
+    def together(session: object, jobs: list[str], done: Done) -> None:
+        tries.append(0)
         if retries == 0:
             done(jobs[0], None)
         raise ConnectError("lost the connection to the server")
 
+    def one(session: object, job: str, attempt: int) -> None:
+        tries.append(attempt)
+        raise ConnectError("lost the connection to the server")
+
     recording = Recording()
     with pytest.raises(ConnectError, match=r"gave up on '[ab]' after \d tries"):
-        _pool(retries, recording).run(list("abc"), _alone, str, Batching(bool, together))
+        _pool(retries, recording).run(list("abc"), one, str, Batching(bool, together))
     assert tries == list(range(tries_made))
 
 
 def test_jobs_a_batch_never_told_about_are_done_alone_not_dropped() -> None:
     alone: list[str] = []
 
-    def together(session: object, jobs: list[str], attempt: int, done: Done) -> None:
+    def together(session: object, jobs: list[str], done: Done) -> None:
         done(jobs[0], None)  # and says nothing of the others
 
     def one(session: object, job: str, attempt: int) -> None:
@@ -132,7 +148,7 @@ def test_batches_close_at_their_count_or_their_bytes() -> None:
     weights = {"a": 400, "b": 400, "c": 400, "d": 100, "e": 50, "big": 9000, "f": 1, "g": 1}
     batches: list[list[str]] = []
 
-    def together(session: object, jobs: list[str], attempt: int, done: Done) -> None:
+    def together(session: object, jobs: list[str], done: Done) -> None:
         batches.append(list(jobs))
         for job in jobs:
             done(job, None)
