@@ -654,6 +654,7 @@ class SmbSession(SessionCore):
             chain.append(_set_mtime_info(RELATED_FID, put.mtime))
         if put.rename_to is None:
             chain.append(SMB2CloseRequest(RELATED_FID))
+        assert len(chain) == _small_requests(put)  # what put_files reserved credits for
         return data, chain
 
     def _small_written(
@@ -713,8 +714,7 @@ class SmbSession(SessionCore):
         for n, i in enumerate(indexes):
             put = jobs[i].put
             # The credits first, so that a file left for later is not read yet.
-            longest = 2 + (put.size != put.offset) + (put.mtime is not None)
-            if not wire.reserve(longest - (put.rename_to is not None)):
+            if not wire.reserve(_small_requests(put)):
                 left = indexes[n:]
                 break
             check = jobs[i].before_finish or (lambda: None)
@@ -924,6 +924,13 @@ def each_listed(
         except RemoteFileError as exc:
             outcomes.append(exc)
     return outcomes
+
+
+def _small_requests(put: Put) -> int:
+    """The requests of _small_chain for `put` (known before its file is read): open, the
+    write unless there is nothing to write, the time if given, the close unless a rename
+    follows."""
+    return 1 + (put.size != put.offset) + (put.mtime is not None) + (put.rename_to is None)
 
 
 def each_put(
